@@ -1,0 +1,8 @@
+"""Core of segsweep: data, models, losses, metrics and the training loop.
+
+This package knows nothing of Ray or MLflow. Metrics and checkpoints leave the
+training loop through a callback, so the same code serves the command line,
+the sweep and the tests.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,75 @@
+"""Segmentation metrics over a whole split, and the metric keys shared by every component.
+
+The study's metric is the foreground IoU accumulated over the split: the true
+positive, false positive and false negative pixels of every image are summed
+first, then ``IoU = TP / (TP + FP + FN)``. Per-pixel counts come from
+``segmentation_models_pytorch.metrics``.
+"""
+
+from __future__ import annotations
+
+import segmentation_models_pytorch as smp
+import torch
+from torch import Tensor
+
+# Metric keys, as reported by the training loop and recorded by the sweep.
+EPOCH = "epoch"
+LEARNING_RATE = "lr"
+TRAIN_LOSS = "train/loss"
+TRAIN_CE = "train/ce"
+TRAIN_MSE = "train/app_mse"
+VAL_LOSS = "val/loss"
+BEST_EPOCH = "best/epoch"
+BEST_VAL_IOU = "best/val_iou"
+SPLIT_METRICS = ("iou", "dice", "accuracy", "mean_image_iou")
+
+
+def metric_key(split: str, name: str) -> str:
+    """Return the key of metric ``name`` on ``split``, e.g. ``val/iou``."""
+    return f"{split}/{name}"
+
+
+VAL_IOU = metric_key("val", "iou")
+TEST_IOU = metric_key("test", "iou")
+
+
+class SplitMetrics:
+    """Accumulates per-image confusion counts over a split.
+
+    ``update`` takes predictions and targets ``(B, H, W)`` with values {0, 1};
+    ``compute`` returns:
+
+    - ``iou``: foreground TP / (TP + FP + FN) over all pixels of the split;
+    - ``dice``: 2 TP / (2 TP + FP + FN) over all pixels;
+    - ``accuracy``: (TP + TN) / all pixels;
+    - ``mean_image_iou``: the mean over images of each image's foreground IoU.
+
+    An image (or split) with no foreground in either prediction or target has
+    IoU and Dice 1, since prediction and target agree.
+    """
+
+    def __init__(self) -> None:
+        self._counts: list[Tensor] = []
+
+    def update(self, predictions: Tensor, targets: Tensor) -> None:
+        tp, fp, fn, tn = smp.metrics.get_stats(
+            predictions.unsqueeze(1).long(), targets.unsqueeze(1).long(), mode="binary"
+        )
+        self._counts.append(torch.cat([tp, fp, fn, tn], dim=1).cpu())
+
+    @property
+    def images(self) -> int:
+        """Number of images seen."""
+        return sum(counts.shape[0] for counts in self._counts)
+
+    def compute(self) -> dict[str, float]:
+        if not self._counts:
+            raise ValueError("no predictions were added")
+        counts = torch.cat(self._counts)
+        tp, fp, fn, tn = (counts[:, i : i + 1] for i in range(4))
+        return {
+            "iou": smp.metrics.iou_score(tp, fp, fn, tn, reduction="micro", zero_division=1.0).item(),
+            "dice": smp.metrics.f1_score(tp, fp, fn, tn, reduction="micro", zero_division=1.0).item(),
+            "accuracy": smp.metrics.accuracy(tp, fp, fn, tn, reduction="micro").item(),
+            "mean_image_iou": smp.metrics.iou_score(tp, fp, fn, tn, reduction="micro-imagewise", zero_division=1.0).item(),
+        }

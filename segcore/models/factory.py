@@ -1,0 +1,112 @@
+"""Building segmentation networks by architecture and encoder name."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from pathlib import Path
+
+import segmentation_models_pytorch as smp
+
+from segcore.models.network import SegmentationNetwork
+from segcore.models.weights import EncoderWeightsError, find_encoder_weights, load_state_dict_file
+
+logger = logging.getLogger(__name__)
+
+ARCHITECTURES = dict(smp.MODEL_ARCHITECTURES_MAPPING)
+
+
+def _architecture(name: str) -> type:
+    try:
+        return ARCHITECTURES[name.lower()]
+    except KeyError:
+        raise ValueError(f"unknown architecture {name!r}; valid architectures: {', '.join(ARCHITECTURES)}") from None
+
+
+def _check_encoder(name: str) -> None:
+    if name.startswith("tu-") or name in smp.encoders.encoders:
+        return
+    raise ValueError(
+        f"unknown encoder {name!r}; valid encoders are the segmentation-models-pytorch encoders "
+        f"({', '.join(list(smp.encoders.encoders)[:6])}, ...) and timm encoders as 'tu-<name>'"
+    )
+
+
+def build_model(
+    arch: str = "unet",
+    encoder: str = "resnet18",
+    in_channels: int = 3,
+    classes: int = 2,
+    encoder_weights: str | None = None,
+    encoder_depth: int = 3,
+    decoder_channels: tuple[int, ...] = (256, 128, 64),
+    decoder_attention: str | None = "scse",
+    weights_cache: str | Path | None = None,
+) -> SegmentationNetwork:
+    """Return a segmentation network that maps ``(B, in_channels, H, W)`` to logits ``(B, classes, H, W)``.
+
+    Args:
+        arch: smp architecture name (``unet``, ``unetplusplus``, ``fpn``, ...).
+        encoder: smp encoder name, or ``tu-<timm name>``.
+        encoder_weights: ``"imagenet"``, ``None`` for random initialisation, or
+            the path of a local ``.safetensors``/``.pth`` encoder state dict.
+        decoder_channels: One entry per encoder stage (``encoder_depth`` entries).
+        decoder_attention: ``"scse"`` or ``None``; used by architectures whose
+            decoder takes an attention type (U-Net, U-Net++).
+        weights_cache: Folder holding downloaded ImageNet weights.
+
+    Decoder settings that an architecture does not take are left out with a log
+    message, so every smp architecture can be built by name.
+
+    Raises:
+        ValueError: for an unknown architecture or encoder, or decoder
+            channels that do not match the depth.
+        EncoderWeightsError: when the requested weights cannot be found.
+    """
+    model_class = _architecture(arch)
+    _check_encoder(encoder)
+    if len(decoder_channels) != encoder_depth:
+        raise ValueError(
+            f"decoder_channels {tuple(decoder_channels)} has {len(decoder_channels)} entries but encoder_depth is "
+            f"{encoder_depth}; give one entry per encoder stage"
+        )
+    accepted = inspect.signature(model_class.__init__).parameters
+    options = {"decoder_channels": tuple(decoder_channels), "decoder_attention_type": decoder_attention}
+    skipped = [name for name in options if name not in accepted]
+    if skipped:
+        logger.info("architecture %s takes no %s; left out", arch, ", ".join(skipped))
+    kwargs = {name: value for name, value in options.items() if name in accepted}
+
+    local_weights = _resolve_weights(encoder, encoder_weights, weights_cache)
+    timm_weights = encoder_weights is not None and encoder.startswith("tu-")
+    model = model_class(
+        encoder_name=encoder,
+        encoder_depth=encoder_depth,
+        encoder_weights=True if timm_weights else None,
+        in_channels=3 if local_weights else in_channels,
+        classes=classes,
+        **kwargs,
+    )
+    if local_weights is not None:
+        state = load_state_dict_file(local_weights)
+        try:
+            model.encoder.load_state_dict(state)
+        except RuntimeError as error:
+            raise EncoderWeightsError(f"weights in {local_weights} do not fit encoder {encoder}: {error}") from error
+        # Adapts the first convolution to in_channels, reusing the pretrained filters.
+        model.encoder.set_in_channels(in_channels, pretrained=True)
+    return SegmentationNetwork(model, divisor=model.encoder.output_stride)
+
+
+def _resolve_weights(encoder: str, encoder_weights: str | None, weights_cache: str | Path | None) -> Path | None:
+    if encoder_weights is None or encoder.startswith("tu-"):
+        return None
+    if encoder_weights in smp.encoders.encoders.get(encoder, {}).get("pretrained_settings", {}):
+        return find_encoder_weights(encoder, weights_cache, encoder_weights)
+    path = Path(encoder_weights).expanduser()
+    if path.suffix in (".safetensors", ".pth", ".pt", ".bin") or path.exists():
+        return path
+    raise EncoderWeightsError(
+        f"encoder_weights {encoder_weights!r} is neither a weights name of {encoder} nor an existing file; "
+        "use 'imagenet', None, or the path of a .safetensors/.pth file"
+    )
