@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 import segmentation_models_pytorch as smp
+from torch import nn
 
 from segcore.models.network import SegmentationNetwork
 from segcore.models.weights import EncoderWeightsError, find_encoder_weights, load_state_dict_file
@@ -95,7 +96,24 @@ def build_model(
             raise EncoderWeightsError(f"weights in {local_weights} do not fit encoder {encoder}: {error}") from error
         # Adapts the first convolution to in_channels, reusing the pretrained filters.
         model.encoder.set_in_channels(in_channels, pretrained=True)
+    _drop_unused_stages(model.encoder, encoder_depth)
     return SegmentationNetwork(model, divisor=model.encoder.output_stride)
+
+
+def _drop_unused_stages(encoder, depth: int) -> None:
+    """Replace encoder stages deeper than ``depth`` with identities.
+
+    smp keeps every stage of a ResNet even at depth 3, where only the stem,
+    layer1 and layer2 run. The unused stages hold most of the parameters of
+    ResNet-50/101 (and their optimiser state and checkpoint bytes) without
+    changing the output.
+    """
+    if not hasattr(encoder, "get_stages"):
+        return
+    unused = [module for stride, modules in encoder.get_stages().items() if stride > 2**depth for module in modules]
+    for name, child in list(encoder.named_children()):
+        if any(child is module for module in unused):
+            setattr(encoder, name, nn.Identity())
 
 
 def _resolve_weights(encoder: str, encoder_weights: str | None, weights_cache: str | Path | None) -> Path | None:

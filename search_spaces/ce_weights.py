@@ -1,0 +1,71 @@
+"""Exploratory search of the foreground/background cross-entropy weight ratio, per dataset.
+
+The ratio ``r`` (weights ``1 / (1 + r)`` and ``r / (1 + r)``) is searched on a
+log scale between 0.25 and 64 by Optuna's TPE sampler through Ray Tune, with
+ASHA stopping weak trials early on validation IoU. Each dataset is its own
+search, started from the ratios of the study's cdw and median-frequency weights
+computed on that dataset's training masks. Only the ratio matters: PyTorch's
+weighted cross-entropy divides by the sum of the weights.
+"""
+
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from segcore.data.class_weights import compute_class_weights
+from segcore.metrics import VAL_IOU
+from sweep.datasets import STUDY_DATASETS
+from sweep.spaces import SearchSpace, SpaceContext, Study
+
+EPOCHS = 50
+SAMPLES_PER_DATASET = 32
+RATIO_RANGE = (0.25, 64.0)
+
+
+def starting_ratios(context: SpaceContext, dataset: str) -> list[float]:
+    """Return the distinct foreground/background ratios of cdw and median frequency on ``dataset``."""
+    stats = context.pixel_stats(dataset)
+    ratios = []
+    for scheme in ("cdw", "median_frequency"):
+        background, foreground = compute_class_weights(scheme, stats)
+        ratios.append(round(foreground / background, 4))
+    return sorted(set(ratios))
+
+
+def build(context: SpaceContext) -> SearchSpace:
+    datasets = sorted(context.dataset_paths) or (
+        list(STUDY_DATASETS) if context.data_root is None else [d for d in STUDY_DATASETS if (context.data_root / d).is_dir()] or context.available_datasets()
+    )
+    studies = []
+    for dataset in datasets:
+        points = [{"weight_ratio": ratio} for ratio in starting_ratios(context, dataset)]
+
+        def searcher(param_space, points=points):
+            return OptunaSearch(points_to_evaluate=points, seed=0)
+
+        def scheduler(param_space):
+            epochs = int(param_space["epochs"])
+            return ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=max(1, min(5, epochs // 4)), reduction_factor=3)
+
+        param_space = {
+            "dataset": dataset,
+            "class_weights": "ratio",
+            "weight_ratio": tune.loguniform(*RATIO_RANGE),
+            "arch": "unet",
+            "encoder": "resnet34",
+            "encoder_weights": "imagenet",
+            "app": "none",
+            "seed": 0,
+            "epochs": EPOCHS,
+            "batch_size": 16,
+        }
+        studies.append(
+            Study(name=dataset, param_space=param_space, num_samples=SAMPLES_PER_DATASET, search_alg=searcher, scheduler=scheduler)
+        )
+    return SearchSpace(
+        name="ce_weights",
+        description=f"Optuna TPE + ASHA over the CE weight ratio on {VAL_IOU}, one search per dataset.",
+        studies=tuple(studies),
+        seeds=1,
+        resources={"cpu": 4, "gpu": 1},
+    )
