@@ -248,6 +248,31 @@ def _build_entry(staging: Path, config: DataConfig, records: list[SampleRecord],
     cache.write_meta(staging, meta)
 
 
+def source_statistics(config: DataConfig) -> dict[str, dict[str, Any]]:
+    """Return per split the source image sizes, channels and mask pixel statistics, at native size.
+
+    Reads every pair once without caching or stacking, so it works for
+    datasets whose images differ in size.
+    """
+
+    def measure(record: SampleRecord) -> tuple[SampleRecord, tuple[int, int], int, PixelStats]:
+        image = read_image(record.image, record.page)
+        mask = read_mask(record.mask)
+        if image.shape[:2] != mask.shape:
+            raise DataError(f"image {record.image} is {image.shape[:2]} but its mask {record.mask} is {mask.shape} (height, width)")
+        return record, image.shape[:2], image.shape[2], PixelStats.from_masks(mask[None])
+
+    records = list_records(config)
+    summary: dict[str, dict[str, Any]] = {split: {"source_shapes": [], "channels": Counter(), "stats": None} for split in SPLITS}
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        for record, shape, channels, stats in pool.map(measure, records):
+            entry = summary[record.split]
+            entry["source_shapes"].append(list(shape))
+            entry["channels"][channels] += 1
+            entry["stats"] = stats if entry["stats"] is None else entry["stats"] + stats
+    return summary
+
+
 def _load_entry(folder: Path, config: DataConfig) -> PreparedDataset:
     meta = cache.read_meta(folder)
     splits = {}
