@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--data-root", help=f"folder with one sub-folder per dataset (default: ${DATA_ROOT_VARIABLE}; smoke uses synthetic data without one)")
     what.add_argument("--dataset", action="append", default=[], metavar="NAME=PATH", help="folder of one named dataset, overriding the data root (repeatable)")
     what.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="fix a setting in every trial, e.g. epochs=5 or seed=0 (repeatable; JSON values)")
+    what.add_argument("--grid", action="append", default=[], metavar="KEY=[V1,V2]", help="make KEY a grid axis over a JSON list, e.g. seed=[0,1,2] (repeatable)")
     what.add_argument("--dry-run", action="store_true", help="print the trials per axis, the total and the first trial configs; train nothing")
     what.add_argument("--list-spaces", action="store_true", help="list the available spaces and exit")
 
@@ -154,6 +155,11 @@ def run(args: argparse.Namespace) -> int:
         tracking_uri = record.tracking_uri
     else:
         overrides = dict(parse_override(text) for text in args.set)
+        for text in args.grid:
+            key, values = parse_override(text)
+            if not isinstance(values, list) or not values:
+                raise SpaceError(f"--grid {text!r}: the value must be a non-empty JSON list, e.g. {key}=[0,1,2]")
+            overrides[key] = {"grid_search": values}
         context = SpaceContext(
             data_root=resolve_data_root(args.data_root),
             dataset_paths=_parse_dataset_paths(args.dataset),

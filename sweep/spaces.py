@@ -158,7 +158,9 @@ def apply_overrides(space: SearchSpace, overrides: Mapping[str, Any]) -> SearchS
     """Return ``space`` with ``overrides`` replacing the same keys in every study.
 
     A grid axis overridden by a constant disappears from the grid, so
-    ``seed=0`` turns a five-seed grid into a one-seed grid.
+    ``seed=0`` turns a five-seed grid into a one-seed grid; an override whose
+    value is ``{"grid_search": [...]}`` (``--grid`` on the command line) makes
+    or replaces a grid axis.
     """
     if not overrides:
         return space
