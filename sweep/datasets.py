@@ -68,7 +68,9 @@ def resolve_data_root(data_root: str | Path | None) -> Path | None:
         return None
     path = Path(value).expanduser().resolve()
     if not path.is_dir():
-        raise DataError(f"data root {path} does not exist or is not a folder; pass --data-root with the folder that holds one sub-folder per dataset")
+        raise DataError(
+            f"data root {path} does not exist or is not a folder; pass --data-root with the folder that holds one sub-folder per dataset"
+        )
     return path
 
 

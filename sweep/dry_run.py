@@ -32,7 +32,10 @@ def _format_value(value: Any) -> str:
 
 def describe_space(space: SearchSpace, shown: int = SHOWN_TRIALS) -> str:
     """Return a text summary of a space: per study, each axis with its size, the constants and the total."""
-    lines = [f"space {space.name}: {space.description}", f"metric {space.metric} ({space.mode}); resources per trial {dict(space.resources)}"]
+    lines = [
+        f"space {space.name}: {space.description}",
+        f"metric {space.metric} ({space.mode}); resources per trial {dict(space.resources)}",
+    ]
     total = 0
     for study in space.studies:
         sizes, trials = count_trials(study)
@@ -48,7 +51,11 @@ def describe_space(space: SearchSpace, shown: int = SHOWN_TRIALS) -> str:
                 lines.append(f"  {key:<16} {study.num_samples:>4}  {_format_value(value)}")
         if study.num_samples > 1 and study.search_alg is None:
             lines.append(f"  {'(repeats)':<16} {study.num_samples:>4}  the grid is repeated")
-        constants = {k: v for k, v in study.param_space.items() if not (isinstance(v, dict) and set(v) == {GRID}) and not is_sampled(v)}
+        constants = {
+            k: v
+            for k, v in study.param_space.items()
+            if not (isinstance(v, dict) and set(v) == {GRID}) and not is_sampled(v)
+        }
         lines.append("  constants: " + ", ".join(f"{k}={_format_value(v)}" for k, v in constants.items()))
     lines.append(f"\ntotal: {total} trials")
     lines.append(f"first {shown} trials:")

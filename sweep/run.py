@@ -22,52 +22,124 @@ from mlflow import MlflowClient
 from segcore.data.errors import DataError
 from segcore.data.prepare import prepare_dataset
 from segcore.models.weights import EncoderWeightsError
-from segcore.training.config import ConfigError, TrainConfig
-from sweep import tracking
+from segcore.training.config import ConfigError
+from sweep import tracking, tuning
 from sweep.datasets import DATA_ROOT_VARIABLE, DatasetSpec, resolve_data_root
 from sweep.dry_run import describe_space, sample_trial_configs
 from sweep.record import SweepRecord, latest_sweep, read_record, write_record
-from sweep.spaces import SearchSpace, SpaceContext, SpaceError, apply_overrides, available_spaces, axis_names, load_space, parse_override
+from sweep.spaces import (
+    SearchSpace,
+    SpaceContext,
+    SpaceError,
+    apply_overrides,
+    available_spaces,
+    axis_names,
+    load_space,
+    parse_override,
+)
 from sweep.trainable import SweepContext
 
 logger = logging.getLogger("sweep.run")
 
-INPUT_ERRORS = (DataError, ConfigError, SpaceError, tracking.TrackingError, EncoderWeightsError)
+INPUT_ERRORS = (DataError, ConfigError, SpaceError, tracking.TrackingError, EncoderWeightsError, tuning.ClusterError)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sweep.run", description="Run a segsweep search space on Ray Tune with MLflow tracking.")
+    parser = argparse.ArgumentParser(
+        prog="python -m sweep.run", description="Run a segsweep search space on Ray Tune with MLflow tracking."
+    )
     what = parser.add_argument_group("what to run")
-    what.add_argument("--space", default="smoke", help=f"space name ({', '.join(available_spaces())}) or path of a .py space file (default: smoke)")
-    what.add_argument("--data-root", help=f"folder with one sub-folder per dataset (default: ${DATA_ROOT_VARIABLE}; smoke uses synthetic data without one)")
-    what.add_argument("--dataset", action="append", default=[], metavar="NAME=PATH", help="folder of one named dataset, overriding the data root (repeatable)")
-    what.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="fix a setting in every trial, e.g. epochs=5 or seed=0 (repeatable; JSON values)")
-    what.add_argument("--grid", action="append", default=[], metavar="KEY=[V1,V2]", help="make KEY a grid axis over a JSON list, e.g. seed=[0,1,2] (repeatable)")
-    what.add_argument("--dry-run", action="store_true", help="print the trials per axis, the total and the first trial configs; train nothing")
+    what.add_argument(
+        "--space",
+        default="smoke",
+        help=f"space name ({', '.join(available_spaces())}) or path of a .py space file (default: smoke)",
+    )
+    what.add_argument(
+        "--data-root",
+        help=f"folder with one sub-folder per dataset (default: ${DATA_ROOT_VARIABLE}; smoke uses synthetic data without one)",
+    )
+    what.add_argument(
+        "--dataset",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="folder of one named dataset, overriding the data root (repeatable)",
+    )
+    what.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="fix a setting in every trial, e.g. epochs=5 or seed=0 (repeatable; JSON values)",
+    )
+    what.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=[V1,V2]",
+        help="make KEY a grid axis over a JSON list, e.g. seed=[0,1,2] (repeatable)",
+    )
+    what.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the trials per axis, the total and the first trial configs; train nothing",
+    )
     what.add_argument("--list-spaces", action="store_true", help="list the available spaces and exit")
 
     tracking_group = parser.add_argument_group("tracking")
-    tracking_group.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)")
+    tracking_group.add_argument(
+        "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)"
+    )
     tracking_group.add_argument("--experiment", help="MLflow experiment name (default: the space name)")
-    tracking_group.add_argument("--name", help="sweep name: the parent run and the folder under the storage path (default: <space>-<date>-<time>)")
+    tracking_group.add_argument(
+        "--name",
+        help="sweep name: the parent run and the folder under the storage path (default: <space>-<date>-<time>)",
+    )
 
     ray_group = parser.add_argument_group("Ray")
-    ray_group.add_argument("--address", help="join this Ray cluster (e.g. auto, or ray://host:10001) instead of starting a local one")
-    ray_group.add_argument("--storage-path", default="sweeps", help="where trial checkpoints and results go; on a multi-node cluster a shared folder or s3:// URI (default: ./sweeps)")
-    ray_group.add_argument("--shared-storage", action="store_true", help="declare that --storage-path is mounted on every node, when this cannot be detected")
-    ray_group.add_argument("--resume", action="store_true", help="continue the sweep --name (default: the newest sweep of --space) without rerunning finished trials")
+    ray_group.add_argument(
+        "--address", help="join this Ray cluster (e.g. auto, or ray://host:10001) instead of starting a local one"
+    )
+    ray_group.add_argument(
+        "--storage-path",
+        default="sweeps",
+        help="where trial checkpoints and results go; on a multi-node cluster a shared folder or s3:// URI (default: ./sweeps)",
+    )
+    ray_group.add_argument(
+        "--shared-storage",
+        action="store_true",
+        help="declare that --storage-path is mounted on every node, when this cannot be detected",
+    )
+    ray_group.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the sweep --name (default: the newest sweep of --space) without rerunning finished trials",
+    )
     ray_group.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default: the space's)")
-    ray_group.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions share one GPU (default: the space's, 0 without GPUs)")
-    ray_group.add_argument("--max-concurrent-trials", type=int, help="at most this many trials at a time (default: as resources allow)")
+    ray_group.add_argument(
+        "--gpus-per-trial",
+        type=float,
+        help="GPUs per trial, fractions share one GPU (default: the space's, 0 without GPUs)",
+    )
+    ray_group.add_argument(
+        "--max-concurrent-trials", type=int, help="at most this many trials at a time (default: as resources allow)"
+    )
     ray_group.add_argument("--num-cpus", type=int, help="CPUs of the local Ray cluster (default: all)")
     ray_group.add_argument("--num-gpus", type=int, help="GPUs of the local Ray cluster (default: all detected)")
 
     files = parser.add_argument_group("files")
     files.add_argument("--cache-dir", help="decoded-sample cache (default: $SEGSWEEP_CACHE_DIR or ~/.cache/segsweep)")
-    files.add_argument("--weights-dir", help="pre-fetched encoder weights (default: $SEGSWEEP_WEIGHTS_DIR or the Hugging Face cache)")
+    files.add_argument(
+        "--weights-dir", help="pre-fetched encoder weights (default: $SEGSWEEP_WEIGHTS_DIR or the Hugging Face cache)"
+    )
 
     testing = parser.add_argument_group("testing")
-    testing.add_argument("--inject-failure", type=int, metavar="EPOCH", help="make every trial raise once at EPOCH, to exercise retries from checkpoints")
+    testing.add_argument(
+        "--inject-failure",
+        type=int,
+        metavar="EPOCH",
+        help="make every trial raise once at EPOCH, to exercise retries from checkpoints",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 
@@ -86,11 +158,15 @@ def _resume_settings(args: argparse.Namespace, storage_path: str) -> SweepRecord
     name = args.name or latest_sweep(storage_path, args.space)
     record = read_record(storage_path, name) if name else None
     if record is None:
-        raise SpaceError(f"no sweep to resume: {'sweep ' + repr(name) if name else 'no sweep of space ' + repr(args.space)} under {storage_path}; check --name and --storage-path")
+        raise SpaceError(
+            f"no sweep to resume: {'sweep ' + repr(name) if name else 'no sweep of space ' + repr(args.space)} under {storage_path}; check --name and --storage-path"
+        )
     return record
 
 
-def _new_record(args: argparse.Namespace, context: SpaceContext, overrides: dict[str, Any], tracking_uri: str) -> SweepRecord:
+def _new_record(
+    args: argparse.Namespace, context: SpaceContext, overrides: dict[str, Any], tracking_uri: str
+) -> SweepRecord:
     name = args.name or f"{Path(args.space).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     return SweepRecord(
         name=name,
@@ -127,7 +203,11 @@ def prepare_data(space: SearchSpace, context: SpaceContext, sweep_context: Sweep
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
     logging.getLogger("alembic").setLevel(logging.WARNING)
     if args.list_spaces:
         for name in available_spaces():
@@ -141,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    storage_path = args.storage_path if "://" in args.storage_path else str(Path(args.storage_path).expanduser().resolve())
+    storage_path = (
+        args.storage_path if "://" in args.storage_path else str(Path(args.storage_path).expanduser().resolve())
+    )
     if args.resume:
         record = _resume_settings(args, storage_path)
         args.space = record.space
@@ -195,9 +277,11 @@ def run(args: argparse.Namespace) -> int:
         fail_once_at_epoch=args.inject_failure,
     )
     prepared = prepare_data(space, context, base_context)
-    logger.info("%d trial configuration(s) valid; %d distinct dataset preparation(s) cached", sum(1 for _ in sample_trial_configs(space)), prepared)
-
-    from sweep import tuning
+    logger.info(
+        "%d trial configuration(s) valid; %d distinct dataset preparation(s) cached",
+        sum(1 for _ in sample_trial_configs(space)),
+        prepared,
+    )
 
     cluster = tuning.start_ray(args.address, args.num_cpus, args.num_gpus)
     try:
@@ -210,17 +294,44 @@ def run(args: argparse.Namespace) -> int:
             client,
             experiment_id,
             record.name,
-            tags={tracking.SPACE_TAG: space.name, tracking.SEEDS_TAG: str(space.seeds), tracking.AXES_TAG: ",".join(axes)},
-            params={"space": space.name, "overrides": overrides, "data_root": record.data_root, "storage_path": storage_path, "resources": resources},
+            tags={
+                tracking.SPACE_TAG: space.name,
+                tracking.SEEDS_TAG: str(space.seeds),
+                tracking.AXES_TAG: ",".join(axes),
+            },
+            params={
+                "space": space.name,
+                "overrides": overrides,
+                "data_root": record.data_root,
+                "storage_path": storage_path,
+                "resources": resources,
+            },
         )
-        print(f"sweep {record.name}: space {space.name}, experiment {record.experiment} ({tracking_uri}), parent run {parent_run_id}")
+        print(
+            f"sweep {record.name}: space {space.name}, experiment {record.experiment} ({tracking_uri}), parent run {parent_run_id}"
+        )
         failed = 0
         for study in space.studies:
-            study_context = _with(base_context, study_name=study.name, parent_run_id=parent_run_id, extra_tags={tracking.RESOURCES_TAG: _format_resources(resources)})
-            result = tuning.run_study(space, study, study_context, f"{storage_path}/{record.name}", resources, args.resume, args.max_concurrent_trials)
+            study_context = _with(
+                base_context,
+                study_name=study.name,
+                parent_run_id=parent_run_id,
+                extra_tags={tracking.RESOURCES_TAG: _format_resources(resources)},
+            )
+            result = tuning.run_study(
+                space,
+                study,
+                study_context,
+                f"{storage_path}/{record.name}",
+                resources,
+                args.resume,
+                args.max_concurrent_trials,
+            )
             tracking.close_leftover_runs(client, experiment_id, parent_run_id, result.statuses)
             failed += result.errors
-            print(f"study {study.name}: {len(result.statuses) - result.errors} trial(s) finished, {result.errors} failed")
+            print(
+                f"study {study.name}: {len(result.statuses) - result.errors} trial(s) finished, {result.errors} failed"
+            )
             if result.best:
                 print(f"  best {space.metric} = {result.best[space.metric]}")
         tracking.end_run(client, parent_run_id, "FAILED" if failed else "FINISHED")
@@ -240,7 +351,9 @@ def _format_resources(resources: dict[str, float]) -> str:
     return ",".join(f"{key}={value:g}" for key, value in resources.items())
 
 
-def _trial_resources(space: SearchSpace, args: argparse.Namespace, cluster: dict[str, float], record: SweepRecord) -> dict[str, float]:
+def _trial_resources(
+    space: SearchSpace, args: argparse.Namespace, cluster: dict[str, float], record: SweepRecord
+) -> dict[str, float]:
     if args.resume and record.resources:
         return dict(record.resources)
     cpus = args.cpus_per_trial if args.cpus_per_trial is not None else float(space.resources.get("cpu", 1))
@@ -254,7 +367,11 @@ def _trial_resources(space: SearchSpace, args: argparse.Namespace, cluster: dict
 
 def _print_next_steps(record: SweepRecord, tracking_uri: str) -> None:
     database = tracking.sqlite_path(tracking_uri)
-    ui = f"mlflow ui --backend-store-uri {tracking_uri}" if database is None or database.parent != Path.cwd() else "mlflow ui"
+    ui = (
+        f"mlflow ui --backend-store-uri {tracking_uri}"
+        if database is None or database.parent != Path.cwd()
+        else "mlflow ui"
+    )
     print(f"look at the runs:  {ui}")
     print(f"tables and figures: python -m sweep.report --experiment {record.experiment} --tracking-uri {tracking_uri}")
 

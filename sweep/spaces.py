@@ -111,7 +111,9 @@ class SpaceContext:
 
 def available_spaces() -> list[str]:
     """Return the names of the spaces shipped in the ``search_spaces`` package."""
-    return sorted(module.name for module in pkgutil.iter_modules(search_spaces.__path__) if not module.name.startswith("_"))
+    return sorted(
+        module.name for module in pkgutil.iter_modules(search_spaces.__path__) if not module.name.startswith("_")
+    )
 
 
 def load_space(name_or_path: str, context: SpaceContext) -> SearchSpace:
@@ -131,7 +133,9 @@ def load_space(name_or_path: str, context: SpaceContext) -> SearchSpace:
     elif name_or_path in available_spaces():
         module = importlib.import_module(f"search_spaces.{name_or_path}")
     else:
-        raise SpaceError(f"unknown search space {name_or_path!r}; available: {', '.join(available_spaces())}, or a path to a .py file")
+        raise SpaceError(
+            f"unknown search space {name_or_path!r}; available: {', '.join(available_spaces())}, or a path to a .py file"
+        )
     if not hasattr(module, "build"):
         raise SpaceError(f"search space module {module.__name__} has no build(context) function")
     space = module.build(context)
@@ -167,7 +171,9 @@ def apply_overrides(space: SearchSpace, overrides: Mapping[str, Any]) -> SearchS
     valid = set(TrainConfig.field_names())
     unknown = sorted(set(overrides) - valid)
     if unknown:
-        raise SpaceError(f"unknown setting(s) {', '.join(unknown)} in --set; valid settings: {', '.join(sorted(valid))}")
+        raise SpaceError(
+            f"unknown setting(s) {', '.join(unknown)} in --set; valid settings: {', '.join(sorted(valid))}"
+        )
     studies = []
     for study in space.studies:
         param_space = dict(study.param_space)
@@ -176,8 +182,8 @@ def apply_overrides(space: SearchSpace, overrides: Mapping[str, Any]) -> SearchS
                 # A coupled axis loses the overridden key from each of its dict values.
                 if _is_grid(axis_value) and all(isinstance(v, dict) for v in axis_value[GRID]):
                     reduced = [{k: v for k, v in item.items() if k != key} for item in axis_value[GRID]]
-                    unique = [dict(t) for t in dict.fromkeys(tuple(sorted(item.items())) for item in reduced)]
-                    param_space[axis] = {GRID: unique}
+                    unique = {json.dumps(item, sort_keys=True): item for item in reversed(reduced)}
+                    param_space[axis] = {GRID: list(reversed(unique.values()))}
             param_space[key] = value
         studies.append(replace(study, param_space=param_space))
     return replace(space, studies=tuple(studies))
@@ -216,7 +222,11 @@ def axis_names(space: SearchSpace) -> list[str]:
         for key, value in study.param_space.items():
             if _is_grid(value):
                 if all(isinstance(v, dict) for v in value[GRID]):
-                    inner = [k for k in dict.fromkeys(k for v in value[GRID] for k in v) if len({json.dumps(v.get(k), sort_keys=True) for v in value[GRID]}) > 1]
+                    inner = [
+                        k
+                        for k in dict.fromkeys(k for v in value[GRID] for k in v)
+                        if len({json.dumps(v.get(k), sort_keys=True) for v in value[GRID]}) > 1
+                    ]
                     names += inner
                 elif len(value[GRID]) > 1:
                     names.append(key)

@@ -36,6 +36,7 @@ TRIAL_ID_TAG = "segsweep.trial_id"
 AXES_TAG = "segsweep.axes"
 SEEDS_TAG = "segsweep.seeds"
 ERROR_TAG = "segsweep.error"
+PREVIOUS_ERROR_TAG = "segsweep.previous_error"
 STOPPED_EARLY_TAG = "segsweep.stopped_early"
 NODE_TAG = "segsweep.node_ip"
 NODE_ID_TAG = "segsweep.node_id"
@@ -88,7 +89,9 @@ def check_tracking_uri(uri: str, timeout_s: float = 10.0) -> None:
             ) from error
     database = sqlite_path(uri)
     if database is not None and not database.parent.is_dir():
-        raise TrackingError(f"folder {database.parent} of the SQLite tracking database does not exist; create it or change --tracking-uri")
+        raise TrackingError(
+            f"folder {database.parent} of the SQLite tracking database does not exist; create it or change --tracking-uri"
+        )
     try:
         MlflowClient(uri).search_experiments(max_results=1)
     except (MlflowException, OSError) as error:
@@ -118,7 +121,13 @@ def find_runs(client: MlflowClient, experiment_id: str, tags: Mapping[str, str])
     query = " and ".join(f"tags.`{key}` = '{value}'" for key, value in tags.items())
     runs, token = [], None
     while True:
-        page = client.search_runs([experiment_id], filter_string=query, max_results=1000, page_token=token, order_by=["attributes.start_time DESC"])
+        page = client.search_runs(
+            [experiment_id],
+            filter_string=query,
+            max_results=1000,
+            page_token=token,
+            order_by=["attributes.start_time DESC"],
+        )
         runs += list(page)
         token = page.token
         if not token:
@@ -135,13 +144,26 @@ def start_sweep_run(
         client.update_run(run_id, status="RUNNING")
         logger.info("resuming MLflow parent run %s of sweep %s", run_id, sweep_name)
         return run_id
-    run = client.create_run(experiment_id, run_name=sweep_name, tags={**tags, SWEEP_TAG: sweep_name, ROLE_TAG: SWEEP_ROLE})
+    run = client.create_run(
+        experiment_id, run_name=sweep_name, tags={**tags, SWEEP_TAG: sweep_name, ROLE_TAG: SWEEP_ROLE}
+    )
     client.log_batch(run.info.run_id, params=[Param(key, _param_value(value)) for key, value in params.items()])
     return run.info.run_id
 
 
 def _param_value(value: Any) -> str:
     return str(value)[:6000]
+
+
+def find_trial_run(client: MlflowClient, experiment_id: str, parent_run_id: str, trial_id: str):
+    """Return the child run of a trial, or ``None`` before its first attempt."""
+    existing = find_runs(client, experiment_id, {TRIAL_ID_TAG: trial_id, PARENT_RUN_TAG: parent_run_id})
+    return existing[0] if existing else None
+
+
+def is_complete(run, final_metric: str) -> bool:
+    """Return whether a trial's run finished with its final (test) metric logged."""
+    return run is not None and run.info.status == "FINISHED" and final_metric in run.data.metrics
 
 
 def open_trial_run(
@@ -154,12 +176,15 @@ def open_trial_run(
     tags: Mapping[str, str],
 ) -> str:
     """Return the child run of a trial, reopening it when the trial was retried or resumed."""
-    existing = find_runs(client, experiment_id, {TRIAL_ID_TAG: trial_id, PARENT_RUN_TAG: parent_run_id})
-    if existing:
-        run = existing[0]
+    run = find_trial_run(client, experiment_id, parent_run_id, trial_id)
+    if run is not None:
         attempts = int(run.data.tags.get(ATTEMPTS_TAG, "1")) + 1
         client.update_run(run.info.run_id, status="RUNNING")
         client.set_tag(run.info.run_id, ATTEMPTS_TAG, str(attempts))
+        if ERROR_TAG in run.data.tags:
+            # The error of the earlier attempt stays readable but no longer marks the run as failed.
+            client.set_tag(run.info.run_id, PREVIOUS_ERROR_TAG, run.data.tags[ERROR_TAG])
+            client.delete_tag(run.info.run_id, ERROR_TAG)
         logger.info("trial %s: reopened MLflow run %s (attempt %d)", trial_id, run.info.run_id, attempts)
         return run.info.run_id
     all_tags = {**tags, PARENT_RUN_TAG: parent_run_id, TRIAL_ID_TAG: trial_id, ROLE_TAG: TRIAL_ROLE, ATTEMPTS_TAG: "1"}
@@ -186,7 +211,9 @@ def end_run(client: MlflowClient, run_id: str, status: str, error: BaseException
     client.set_terminated(run_id, status=status)
 
 
-def close_leftover_runs(client: MlflowClient, experiment_id: str, parent_run_id: str, statuses: Mapping[str, str]) -> int:
+def close_leftover_runs(
+    client: MlflowClient, experiment_id: str, parent_run_id: str, statuses: Mapping[str, str]
+) -> int:
     """Give every child run still RUNNING the status of its trial; return how many were closed.
 
     ``statuses`` maps trial ids to ``FINISHED``, ``FAILED`` or ``KILLED``; a
@@ -198,6 +225,8 @@ def close_leftover_runs(client: MlflowClient, experiment_id: str, parent_run_id:
             continue
         status = statuses.get(run.data.tags.get(TRIAL_ID_TAG, ""), "KILLED")
         client.set_terminated(run.info.run_id, status=status)
-        logger.warning("closed MLflow run %s of trial %s as %s", run.info.run_id, run.data.tags.get(TRIAL_ID_TAG), status)
+        logger.warning(
+            "closed MLflow run %s of trial %s as %s", run.info.run_id, run.data.tags.get(TRIAL_ID_TAG), status
+        )
         closed += 1
     return closed

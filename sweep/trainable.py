@@ -19,7 +19,7 @@ import mlflow
 from mlflow import MlflowClient
 from ray import tune
 
-from segcore.metrics import EPOCH
+from segcore.metrics import EPOCH, TEST_IOU
 from segcore.training.config import TrainConfig
 from segcore.training.loop import TrainResult, train_and_evaluate
 from sweep import tracking
@@ -66,7 +66,9 @@ def build_train_config(config: dict[str, Any], context: SweepContext) -> TrainCo
     flat = flatten_trial_config(config)
     name = flat.get("dataset")
     if name not in context.datasets:
-        raise ValueError(f"trial names dataset {name!r}, which the sweep did not resolve; known: {', '.join(context.datasets)}")
+        raise ValueError(
+            f"trial names dataset {name!r}, which the sweep did not resolve; known: {', '.join(context.datasets)}"
+        )
     values = {**context.datasets[name].data_settings(), **flat}
     if context.cache_dir is not None:
         values.setdefault("cache_dir", context.cache_dir)
@@ -108,8 +110,17 @@ def run_trial(config: dict[str, Any], context: SweepContext) -> None:
         **_placement_tags(),
     }
     run_name = "-".join(str(flat[axis]) for axis in context.axes if axis in flat) or tune_context.get_trial_name()
+    finished = tracking.find_trial_run(client, context.experiment_id, context.parent_run_id, trial_id)
+    if tracking.is_complete(finished, TEST_IOU):
+        # The driver died after this trial had finished but before Tune recorded it:
+        # hand Tune the recorded result instead of training again.
+        logger.info("trial %s already finished in MLflow run %s; not rerun", trial_id, finished.info.run_id)
+        tune.report(dict(finished.data.metrics))
+        return
     params = train_config.to_dict() if train_config is not None else flat
-    run_id = tracking.open_trial_run(client, context.experiment_id, context.parent_run_id, trial_id, run_name, params, tags)
+    run_id = tracking.open_trial_run(
+        client, context.experiment_id, context.parent_run_id, trial_id, run_name, params, tags
+    )
     if config_error is not None:
         tracking.end_run(client, run_id, "FAILED", config_error)
         raise config_error
@@ -129,7 +140,9 @@ def run_trial(config: dict[str, Any], context: SweepContext) -> None:
         else:
             with checkpoint.as_directory() as folder:
                 logger.info("trial %s resumes from checkpoint %s", trial_id, checkpoint.path)
-                result = train_and_evaluate(train_config, report, resume_from=Path(folder), output_dir=_output_dir(tune_context))
+                result = train_and_evaluate(
+                    train_config, report, resume_from=Path(folder), output_dir=_output_dir(tune_context)
+                )
         log_outputs(context.tracking_uri, run_id, result)
     except SystemExit:
         # Tune stops a trial (early stopping, end of the sweep) by exiting its thread.

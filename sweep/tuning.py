@@ -24,7 +24,22 @@ from sweep.trainable import SweepContext, run_trial
 logger = logging.getLogger(__name__)
 
 # Filesystem types that every node of a cluster can mount at the same path.
-NETWORK_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "beegfs", "ceph", "cephfs", "glusterfs", "9p", "virtiofs", "wekafs")
+NETWORK_FILESYSTEMS = (
+    "nfs",
+    "nfs4",
+    "cifs",
+    "smb3",
+    "smbfs",
+    "lustre",
+    "gpfs",
+    "beegfs",
+    "ceph",
+    "cephfs",
+    "glusterfs",
+    "9p",
+    "virtiofs",
+    "wekafs",
+)
 
 
 class ClusterError(RuntimeError):
@@ -53,7 +68,9 @@ def start_ray(address: str | None, num_cpus: int | None = None, num_gpus: int | 
     resources = ray.cluster_resources()
     logger.info(
         "Ray cluster: %d node(s), %s CPU(s), %s GPU(s)",
-        len(alive_nodes()), resources.get("CPU", 0), resources.get("GPU", 0),
+        len(alive_nodes()),
+        resources.get("CPU", 0),
+        resources.get("GPU", 0),
     )
     return resources
 
@@ -82,7 +99,9 @@ def filesystem_type(path: Path) -> str:
         if len(parts) < 3:
             continue
         mount_point = parts[1].replace("\\040", " ")
-        if (str(path) == mount_point or str(path).startswith(mount_point.rstrip("/") + "/")) and len(mount_point) > len(best):
+        if (str(path) == mount_point or str(path).startswith(mount_point.rstrip("/") + "/")) and len(mount_point) > len(
+            best
+        ):
             best, fstype = mount_point, parts[2]
     return fstype
 

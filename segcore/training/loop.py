@@ -34,7 +34,7 @@ from segcore.models.app import AutoencoderPostProcessing
 from segcore.models.factory import build_model
 from segcore.models.network import SegmentationNetwork
 from segcore.training.checkpoint import TrainingState, cpu_state_dict, load_checkpoint, save_checkpoint
-from segcore.training.config import TrainConfig
+from segcore.training.config import ConfigError, TrainConfig
 from segcore.training.overlays import write_overlays
 
 logger = logging.getLogger(__name__)
@@ -79,13 +79,25 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(name: str) -> torch.device:
-    """Return the device for ``name``; ``auto`` is CUDA when available, else the CPU."""
+    """Return the device for ``name``; ``auto`` is CUDA when available, else the CPU.
+
+    Raises:
+        ConfigError: when ``name`` asks for CUDA on a machine without it.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available; use device='cpu' or 'auto'")
+        raise ConfigError(f"device {name!r} requested but CUDA is not available; use device='cpu' or 'auto'")
     return device
+
+
+def resolve_acceleration(config: TrainConfig, device: torch.device) -> tuple[bool, bool]:
+    """Return ``(amp, channels_last)``: the config's values, or on for CUDA and off elsewhere where unset."""
+    on_cuda = device.type == "cuda"
+    amp = config.amp if config.amp is not None else on_cuda
+    channels_last = config.channels_last if config.channels_last is not None else on_cuda
+    return amp, channels_last
 
 
 def default_workers() -> int:
@@ -205,13 +217,13 @@ def train_and_evaluate(
 
     Raises:
         DataError: for invalid data.
+        ConfigError: when the config asks for CUDA on a machine without it.
         NonFiniteLossError: when the loss becomes NaN or infinite.
         EncoderWeightsError: when the encoder weights cannot be found.
     """
     seed_everything(config.seed)
     device = resolve_device(config.device)
-    amp = config.amp if config.amp is not None else device.type == "cuda"
-    channels_last = config.channels_last if config.channels_last is not None else device.type == "cuda"
+    amp, channels_last = resolve_acceleration(config, device)
 
     # Data
     data = prepare_dataset(config.data)
@@ -310,7 +322,7 @@ def train_and_evaluate(
     # Outputs
     files: dict[str, Path] = {}
     if output_dir is not None:
-        files = _write_outputs(output_dir, config, network, metrics, datasets["test"], device)
+        files = _write_outputs(output_dir, config, network, metrics, state.history, datasets["test"], device)
     return TrainResult(
         metrics=metrics,
         best_epoch=state.best_epoch,
@@ -332,8 +344,9 @@ def _test(network, state, datasets, config, weight_tensor, device, amp, channels
     return _split_metrics("test", test)
 
 
-def _write_outputs(output_dir: Path, config: TrainConfig, network, metrics, test_dataset, device) -> dict[str, Path]:
+def _write_outputs(output_dir: Path, config: TrainConfig, network, metrics, history, test_dataset, device) -> dict[str, Path]:
     files = {"config": output_dir / "config.json", "history": output_dir / HISTORY_FILE}
+    _write_history(files["history"], history)
     files["metrics"] = output_dir / METRICS_FILE
     files["metrics"].write_text(json.dumps(metrics, indent=2, sort_keys=True))
     files["model"] = output_dir / BEST_MODEL_FILE
