@@ -21,15 +21,42 @@ def parse_key_value(text: str) -> tuple[str, Any]:
 def add_data_options(parser: argparse.ArgumentParser) -> None:
     """Add the dataset and preprocessing flags; unset flags keep the layout's study defaults."""
     group = parser.add_argument_group("data")
-    group.add_argument("--layout", help="dataset layout: folder, isic2017, dermofit, dermatomyositis, synthetic (default: detected)")
-    group.add_argument("--option", action="append", default=[], type=parse_key_value, metavar="KEY=VALUE", help="layout option, e.g. marker=CD4 or kind=lesion (repeatable)")
-    group.add_argument("--dataset-name", dest="dataset", help="name shown in logs and tables (default: the folder name)")
+    group.add_argument(
+        "--layout", help="dataset layout: folder, isic2017, dermofit, dermatomyositis, synthetic (default: detected)"
+    )
+    group.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        type=parse_key_value,
+        metavar="KEY=VALUE",
+        help="layout option, e.g. marker=CD4 or kind=lesion (repeatable)",
+    )
+    group.add_argument(
+        "--dataset-name", dest="dataset", help="name shown in logs and tables (default: the folder name)"
+    )
     group.add_argument("--split-seed", type=int, help="seed of the 70/10/20 split (default: 0)")
-    group.add_argument("--image-size", type=int, help="resize every image to this square side in pixels (default: the layout's, native for folder)")
-    group.add_argument("--resize-steps", type=int, nargs="*", help="intermediate square sides before --image-size (the study uses 480 for RGB lesions)")
-    group.add_argument("--tile-size", type=int, help="cut images into square tiles of this side in pixels (dermatomyositis: 480)")
+    group.add_argument(
+        "--image-size",
+        type=int,
+        help="resize every image to this square side in pixels (default: the layout's, native for folder)",
+    )
+    group.add_argument(
+        "--resize-steps",
+        type=int,
+        nargs="*",
+        help="intermediate square sides before --image-size (the study uses 480 for RGB lesions)",
+    )
+    group.add_argument(
+        "--tile-size", type=int, help="cut images into square tiles of this side in pixels (dermatomyositis: 480)"
+    )
     group.add_argument("--max-images", type=int, help="use a fixed subset of this many source images")
-    group.add_argument("--rnorm", action=argparse.BooleanOptionalAction, default=None, help="apply Rnorm to RGB images (default: on for isic2017 and dermofit)")
+    group.add_argument(
+        "--rnorm",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="apply Rnorm to RGB images (default: on for isic2017 and dermofit)",
+    )
     group.add_argument("--cache-dir", help="decoded-sample cache (default: $SEGSWEEP_CACHE_DIR or ~/.cache/segsweep)")
 
 
@@ -46,7 +73,16 @@ def data_settings(args: argparse.Namespace, root: str | None) -> dict[str, Any]:
     settings["layout"] = layout
     settings["root"] = str(Path(root).expanduser().resolve()) if root else None
     settings["layout_options"] = {**options, **dict(args.option)}
-    for name in ("dataset", "split_seed", "image_size", "resize_steps", "tile_size", "max_images", "rnorm", "cache_dir"):
+    for name in (
+        "dataset",
+        "split_seed",
+        "image_size",
+        "resize_steps",
+        "tile_size",
+        "max_images",
+        "rnorm",
+        "cache_dir",
+    ):
         value = getattr(args, name)
         if value is not None:
             settings[name] = value

@@ -90,8 +90,21 @@ def _placement_tags() -> dict[str, str]:
     return tags
 
 
+def _show_progress_logs() -> None:
+    """Send this package's INFO logs (epochs, resumes) to the worker's output, which Ray shows on the driver."""
+    for name in ("segcore", "sweep"):
+        package_logger = logging.getLogger(name)
+        if not package_logger.handlers:
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+            package_logger.addHandler(handler)
+            package_logger.setLevel(logging.INFO)
+            package_logger.propagate = False
+
+
 def run_trial(config: dict[str, Any], context: SweepContext) -> None:
     """Train one trial of a sweep; Ray Tune calls this in a worker process."""
+    _show_progress_logs()
     tune_context = tune.get_context()
     trial_id = tune_context.get_trial_id()
     client = MlflowClient(context.tracking_uri)

@@ -28,7 +28,9 @@ def shared_data_root() -> Path:
 def shared_data() -> Path:
     root = shared_data_root()
     if not (root / NUCLEI / "images").is_dir() or not (root / LESIONS / "images").is_dir():
-        pytest.fail(f"real test images not found under {root}; set {SHARED_DATA_VARIABLE} to the folder holding {NUCLEI} and {LESIONS}")
+        pytest.fail(
+            f"real test images not found under {root}; set {SHARED_DATA_VARIABLE} to the folder holding {NUCLEI} and {LESIONS}"
+        )
     return root
 
 
@@ -53,4 +55,59 @@ def tiny_settings(shared_data, session_cache) -> dict:
         "workers": 0,
         "device": "cpu",
         "overlays": 1,
+    }
+
+
+def sweep_command(*args: str) -> list[str]:
+    """Return the command line of ``python -m sweep.run`` with ``args``."""
+    import sys
+
+    return [sys.executable, "-m", "sweep.run", *args]
+
+
+def sweep_environment() -> dict[str, str]:
+    """Return the environment for sweep subprocesses: no telemetry, no Hub access."""
+    return {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1"}
+
+
+def run_sweep(workdir: Path, *args: str, timeout: float = 900):
+    """Run ``python -m sweep.run`` in ``workdir`` and return the completed process (output in ``.stdout``)."""
+    import subprocess
+
+    return subprocess.run(
+        sweep_command(*args),
+        cwd=workdir,
+        env=sweep_environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def smoke_sweep(tmp_path_factory, shared_data):
+    """A real smoke sweep on the shared images: 2 datasets x 2 configurations x 2 seeds, 2 epochs.
+
+    Every trial raises once at epoch 2 (``--inject-failure 2``) and is retried
+    from its epoch-1 checkpoint, so the same sweep checks retries.
+    """
+    workdir = tmp_path_factory.mktemp("smoke-sweep")
+    result = run_sweep(
+        workdir,
+        "--space", "smoke",
+        "--data-root", str(shared_data),
+        "--set", "epochs=2",
+        "--grid", "seed=[0,1]",
+        "--inject-failure", "2",
+        "--name", "smoke-test",
+        "--cache-dir", str(workdir / "cache"),
+    )  # fmt: skip
+    return {
+        "workdir": workdir,
+        "process": result,
+        "tracking_uri": f"sqlite:///{workdir / 'mlflow.db'}",
+        "experiment": "smoke",
+        "sweep": "smoke-test",
+        "trials": 8,
     }

@@ -27,7 +27,7 @@ from segcore.data.errors import DataError
 logger = logging.getLogger(__name__)
 
 # Bump when the stored arrays or metadata change meaning, so old entries are not reused.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 META_FILE = "meta.json"
 LOCK_TIMEOUT_S = 6 * 3600
 

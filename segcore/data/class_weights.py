@@ -125,10 +125,14 @@ def compute_class_weights(
     if not isinstance(scheme, str):
         weights = tuple(float(value) for value in scheme)
         if len(weights) != 2 or min(weights) < 0 or max(weights) <= 0 or not all(np.isfinite(weights)):
-            raise DataError(f"explicit class weights must be two non-negative finite numbers [background, foreground], got {scheme!r}")
+            raise DataError(
+                f"explicit class weights must be two non-negative finite numbers [background, foreground], got {scheme!r}"
+            )
         return weights[0], weights[1]
     if scheme not in SCHEMES:
-        raise DataError(f"unknown class weight scheme {scheme!r}; valid schemes: {', '.join(SCHEMES)} or [background, foreground]")
+        raise DataError(
+            f"unknown class weight scheme {scheme!r}; valid schemes: {', '.join(SCHEMES)} or [background, foreground]"
+        )
     if scheme == "uniform":
         return 1.0, 1.0
     if scheme == "ratio":

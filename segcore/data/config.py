@@ -28,7 +28,8 @@ class DataConfig:
 
     Attributes:
         dataset: Name shown in logs, tables and cache folders; defaults to the
-            root folder's name, or the layout's name without a root.
+            root folder's name, or the layout's name without a root. Names of
+            ``synthetic`` datasets always contain "synthetic".
         layout: Layout name (see ``segcore.data.layouts.LAYOUTS``).
         root: Dataset folder; unused by the ``synthetic`` layout.
         layout_options: Options of the layout (``marker`` for dermatomyositis,
@@ -72,6 +73,9 @@ class DataConfig:
             if self.layout == "synthetic":
                 name = f"synthetic-{self.layout_options['kind']}"
             object.__setattr__(self, "dataset", name)
+        elif self.layout == "synthetic" and "synthetic" not in self.dataset:
+            # Generated data must never pass for real data in logs, tables and tracked runs.
+            object.__setattr__(self, "dataset", f"synthetic-{self.dataset}")
         for name in ("image_size", "tile_size"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 8):

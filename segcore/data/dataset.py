@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from segcore.data.prepare import PreparedDataset, SplitArrays
-from segcore.data.transforms import build_transform
+from segcore.data.transforms import build_transform, seed_transform
 
 
 class SegmentationDataset(Dataset):
@@ -18,7 +18,9 @@ class SegmentationDataset(Dataset):
     where a resumed run restarted. Call :meth:`set_epoch` before each epoch.
     """
 
-    def __init__(self, arrays: SplitArrays, channels: int, max_value: int, augment: bool, apply_rnorm: bool, seed: int = 0):
+    def __init__(
+        self, arrays: SplitArrays, channels: int, max_value: int, augment: bool, apply_rnorm: bool, seed: int = 0
+    ):
         self.arrays = arrays
         self.augment = augment
         self.seed = seed
@@ -37,7 +39,7 @@ class SegmentationDataset(Dataset):
         mask = np.array(self.arrays.masks[index])
         if self.augment:
             sample_seed = np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0]
-            self.transform.set_random_seed(int(sample_seed))
+            seed_transform(self.transform, int(sample_seed))
         output = self.transform(image=image, mask=mask)
         return {"image": output["image"], "mask": output["mask"].long(), "index": index}
 
@@ -58,7 +60,9 @@ def build_datasets(data: PreparedDataset, seed: int) -> dict[str, SegmentationDa
     }
 
 
-def build_loader(dataset: SegmentationDataset, batch_size: int, shuffle: bool, workers: int, seed: int, epoch: int = 0) -> DataLoader:
+def build_loader(
+    dataset: SegmentationDataset, batch_size: int, shuffle: bool, workers: int, seed: int, epoch: int = 0
+) -> DataLoader:
     """Return a loader whose shuffling order is a function of ``(seed, epoch)`` alone."""
     generator = torch.Generator()
     generator.manual_seed(int(np.random.SeedSequence([seed, epoch, 7]).generate_state(1)[0]))

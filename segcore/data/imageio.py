@@ -7,6 +7,8 @@ foreground (0/1, 0/255 and instance-label masks all work).
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,28 @@ from segcore.data.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 TIFF_SUFFIXES = (".tif", ".tiff")
+# Errors that tifffile and its codecs raise for corrupt, truncated or undecodable files:
+# a truncated zlib stream raises zlib.error, a cut-off tag table struct.error.
+TIFF_ERRORS = (
+    OSError,
+    ValueError,
+    IndexError,
+    KeyError,
+    RuntimeError,
+    struct.error,
+    zlib.error,
+    tifffile.TiffFileError,
+)
+
+
+def _tiff_error_message(path: Path, error: Exception) -> str:
+    if "imagecodecs" in str(error):
+        # tifffile decodes only uncompressed, zlib and PackBits data without the imagecodecs package.
+        return (
+            f"cannot decode TIFF file {path}: {error}. Install the imagecodecs package, "
+            "or save the file uncompressed or with zlib compression."
+        )
+    return f"cannot read TIFF file {path}: {error}. The file is unreadable or truncated; replace or remove it."
 
 
 def count_pages(path: Path) -> int:
@@ -24,8 +48,8 @@ def count_pages(path: Path) -> int:
     try:
         with tifffile.TiffFile(path) as tif:
             return len(tif.pages)
-    except (OSError, ValueError, tifffile.TiffFileError) as error:
-        raise DataError(f"cannot read TIFF file {path}: {error}. Replace or remove the file.") from error
+    except TIFF_ERRORS as error:
+        raise DataError(_tiff_error_message(path, error)) from error
 
 
 def _read_tiff_page(path: Path, page: int) -> np.ndarray:
@@ -42,35 +66,57 @@ def _read_tiff_page(path: Path, page: int) -> np.ndarray:
             axes = tiff_page.axes
     except DataError:
         raise
-    except (OSError, ValueError, IndexError, tifffile.TiffFileError) as error:
-        raise DataError(f"cannot read TIFF file {path}: {error}. Replace or remove the file.") from error
+    except TIFF_ERRORS as error:
+        raise DataError(_tiff_error_message(path, error)) from error
     # Planar TIFFs store samples first ("SYX"); the rest of the code expects "YXS".
     if array.ndim == 3 and axes.startswith("S"):
         array = np.moveaxis(array, 0, -1)
     return array
 
 
-def _read_pillow(path: Path) -> np.ndarray:
+def _read_pillow(path: Path, kind: str) -> np.ndarray:
     try:
         with Image.open(path) as image:
             image.load()
+            if kind == "mask" and image.mode == "P":
+                # A palette mask stores its labels as palette indices; the colours are only for display.
+                return np.asarray(image)
             if image.mode in ("RGBA", "LA", "PA", "P", "CMYK", "YCbCr"):
                 image = image.convert("L" if image.mode == "LA" else "RGB")
             return np.asarray(image)
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
+    except Image.DecompressionBombError as error:
         raise DataError(
-            f"cannot decode image {path}: {error}. The file is unreadable or truncated; "
-            "replace or remove it (with its mask)."
+            f"cannot decode {kind} {path}: {error} Cut it into smaller files, or save it as TIFF, "
+            "which is read without this limit."
+        ) from error
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
+        advice = "replace or remove it with its mask" if kind == "image" else "replace or remove it with its image"
+        raise DataError(
+            f"cannot decode {kind} {path}: {error}. The file is unreadable or truncated; {advice}."
         ) from error
 
 
-def read_array(path: Path, page: int = 0) -> np.ndarray:
-    """Decode one file without conversion; TIFF files return ``page`` (0-based)."""
+def read_array(path: Path, page: int = 0, kind: str = "image") -> np.ndarray:
+    """Decode one file without conversion; TIFF files return ``page`` (0-based).
+
+    ``kind`` (``image`` or ``mask``) names the file in errors. Palette PNG masks
+    return their palette indices, palette images their RGB colours.
+
+    Raises:
+        DataError: for a missing, unreadable or truncated file, a TIFF with
+            fewer pages than ``page + 1``, or a ``page`` above 0 for a file that
+            is not a TIFF.
+    """
     if not path.is_file():
-        raise DataError(f"file not found: {path}")
+        raise DataError(f"{kind} file not found: {path}")
     if path.suffix.lower() in TIFF_SUFFIXES:
         return _read_tiff_page(path, page)
-    return _read_pillow(path)
+    if page != 0:
+        raise DataError(
+            f"page {page + 1} was requested from {path}, but only TIFF files have pages. "
+            "Set the page option to 0, or store the images as multi-page TIFF files."
+        )
+    return _read_pillow(path, kind)
 
 
 def to_image_array(array: np.ndarray, path: Path) -> np.ndarray:
@@ -110,7 +156,7 @@ def read_mask(path: Path) -> np.ndarray:
     A mask stored with colour channels counts a pixel as foreground when any
     channel is above 0.
     """
-    array = read_array(path)
+    array = read_array(path, kind="mask")
     if array.ndim == 3:
         array = array.max(axis=2)
     if array.ndim != 2:

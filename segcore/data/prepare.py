@@ -212,6 +212,13 @@ def _check_consistency(decoded: list[dict[str, Any]], config: DataConfig) -> Non
         )
 
 
+def _to_dtype(images: np.ndarray, dtype: type[np.unsignedinteger]) -> np.ndarray:
+    """Return ``images`` as ``dtype``, mapping 8-bit values 0..255 onto 0..65535 for ``uint16``."""
+    if images.dtype == dtype:
+        return images
+    return images.astype(dtype) * 257
+
+
 def _build_entry(staging: Path, config: DataConfig, records: list[SampleRecord], key: str) -> None:
     decoded = _decode_all(records, config)
     _check_consistency(decoded, config)
@@ -230,10 +237,9 @@ def _build_entry(staging: Path, config: DataConfig, records: list[SampleRecord],
     }
     for split in SPLITS:
         items = [item for item in decoded if item["record"].split == split]
-        images = np.concatenate([item["images"] for item in items])
-        if images.dtype != dtype:
-            # 8-bit images beside 16-bit ones are scaled to the full 16-bit range.
-            images = images.astype(dtype) * 257
+        # Scale each 8-bit image to the full 16-bit range before stacking, because
+        # np.concatenate would promote it to uint16 with its values unchanged.
+        images = np.concatenate([_to_dtype(item["images"], dtype) for item in items])
         masks = np.concatenate([item["masks"] for item in items])
         np.save(staging / f"{split}_images.npy", images)
         np.save(staging / f"{split}_masks.npy", masks)
@@ -259,11 +265,15 @@ def source_statistics(config: DataConfig) -> dict[str, dict[str, Any]]:
         image = read_image(record.image, record.page)
         mask = read_mask(record.mask)
         if image.shape[:2] != mask.shape:
-            raise DataError(f"image {record.image} is {image.shape[:2]} but its mask {record.mask} is {mask.shape} (height, width)")
+            raise DataError(
+                f"image {record.image} is {image.shape[:2]} but its mask {record.mask} is {mask.shape} (height, width)"
+            )
         return record, image.shape[:2], image.shape[2], PixelStats.from_masks(mask[None])
 
     records = list_records(config)
-    summary: dict[str, dict[str, Any]] = {split: {"source_shapes": [], "channels": Counter(), "stats": None} for split in SPLITS}
+    summary: dict[str, dict[str, Any]] = {
+        split: {"source_shapes": [], "channels": Counter(), "stats": None} for split in SPLITS
+    }
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         for record, shape, channels, stats in pool.map(measure, records):
             entry = summary[record.split]

@@ -35,7 +35,9 @@ def stitch_tiles(tiles: np.ndarray, height: int, width: int) -> np.ndarray:
     tile_size = tiles.shape[1]
     rows, cols = tile_grid(height, width, tile_size)
     if tiles.shape[0] != rows * cols:
-        raise ValueError(f"{tiles.shape[0]} tiles cannot cover {height} x {width} with {rows} x {cols} tiles of {tile_size}")
+        raise ValueError(
+            f"{tiles.shape[0]} tiles cannot cover {height} x {width} with {rows} x {cols} tiles of {tile_size}"
+        )
     grid = tiles.reshape(rows, cols, tile_size, tile_size, *tiles.shape[3:])
     grid = np.swapaxes(grid, 1, 2)
     padded = grid.reshape(rows * tile_size, cols * tile_size, *tiles.shape[3:])

@@ -38,6 +38,23 @@ def normalisation_statistics(channels: int) -> tuple[tuple[float, ...], tuple[fl
     return (GREY_MEAN,) * channels, (GREY_STD,) * channels
 
 
+def seed_transform(transform: A.BaseCompose, seed: int) -> None:
+    """Seed ``transform`` and each of its steps with its own seed drawn from ``seed``.
+
+    ``Compose.set_random_seed`` in albumentations 2.0.8 gives every step the
+    same seed, so the two flips (both p = 0.5) would always fire together and
+    the rotation angle would follow the flip decision.
+    """
+    steps = list(transform.transforms)
+    seeds = np.random.SeedSequence(seed).generate_state(len(steps) + 1)
+    transform.set_random_seed(int(seeds[0]))
+    for step, step_seed in zip(steps, seeds[1:], strict=True):
+        if isinstance(step, A.BaseCompose):
+            seed_transform(step, int(step_seed))
+        else:
+            step.set_random_seed(int(step_seed))
+
+
 def build_transform(channels: int, max_value: int, augment: bool, apply_rnorm: bool) -> A.Compose:
     """Return the transform from a stored sample to network input.
 

@@ -38,9 +38,7 @@ class Layout(ABC):
         unknown = sorted(set(options) - set(self.options))
         if unknown:
             valid = ", ".join(self.options) or "none"
-            raise DataError(
-                f"unknown option(s) {', '.join(unknown)} for layout {self.name!r}; valid options: {valid}"
-            )
+            raise DataError(f"unknown option(s) {', '.join(unknown)} for layout {self.name!r}; valid options: {valid}")
         return {**self.options, **options}
 
     def check_root(self, root: str | Path | None) -> Path:
@@ -49,7 +47,9 @@ class Layout(ABC):
             raise DataError(f"layout {self.name!r} needs a data root: {self.expected}")
         path = Path(root).expanduser()
         if not path.is_dir():
-            raise DataError(f"data root {path} does not exist or is not a folder; layout {self.name!r} expects {self.expected}")
+            raise DataError(
+                f"data root {path} does not exist or is not a folder; layout {self.name!r} expects {self.expected}"
+            )
         return path
 
     def require_folder(self, root: Path, name: str) -> Path:
@@ -89,7 +89,9 @@ def pair_files(images: dict[str, Path], masks: dict[str, Path], where: Path) -> 
     if without_image:
         problems.append(f"{len(without_image)} mask(s) without an image: {format_stems(without_image)}")
     if problems:
-        raise DataError(f"images and masks under {where} do not match; " + "; ".join(problems) + ". Add or remove the files.")
+        raise DataError(
+            f"images and masks under {where} do not match; " + "; ".join(problems) + ". Add or remove the files."
+        )
     if not images:
         raise DataError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) found under {where}.")
     return [(stem, images[stem], masks[stem]) for stem in sorted(images)]
@@ -102,13 +104,19 @@ def read_splits_csv(path: Path, stems: list[str]) -> dict[str, tuple[str | None,
     needs a row, and every row needs a stem of the dataset.
     """
     try:
-        with path.open(newline="") as handle:
-            rows = list(csv.DictReader(handle))
-            columns = set(rows[0]) if rows else set()
+        # utf-8-sig drops the byte-order mark that spreadsheet programs put before the header.
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            header = [name.strip().lower() for name in reader.fieldnames or []]
+            reader.fieldnames = header
+            rows = list(reader)
+            columns = set(header)
     except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise DataError(f"cannot read {path}: {error}") from error
+        raise DataError(f"cannot read {path}: {error}. Save it as a UTF-8 CSV file.") from error
     if "stem" not in columns or not columns & {"split", "group"}:
-        raise DataError(f"{path} needs a header with 'stem' and 'split' and/or 'group' columns; found {sorted(columns)}")
+        raise DataError(
+            f"{path} needs a header with 'stem' and 'split' and/or 'group' columns; found {sorted(columns)}"
+        )
     table: dict[str, tuple[str | None, str | None]] = {}
     for line, row in enumerate(rows, start=2):
         stem = (row.get("stem") or "").strip()
@@ -124,7 +132,9 @@ def read_splits_csv(path: Path, stems: list[str]) -> dict[str, tuple[str | None,
     if missing:
         raise DataError(f"{path} has no row for {len(missing)} sample(s): {format_stems(missing)}. Add a row for each.")
     if unknown:
-        raise DataError(f"{path} lists {len(unknown)} stem(s) with no image/mask pair: {format_stems(unknown)}")
+        raise DataError(
+            f"{path} lists {len(unknown)} stem(s) with no image/mask pair: {format_stems(unknown)}. Remove those rows or add the files."
+        )
     splits_given = {split is not None for split, _ in table.values()}
     if len(splits_given) > 1:
         raise DataError(f"{path}: either every row or no row must give a split")

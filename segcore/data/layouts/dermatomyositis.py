@@ -33,7 +33,11 @@ class DermatomyositisLayout(Layout):
     """Multi-page TIFF slides, one page per marker, with one mask per slide."""
 
     name = "dermatomyositis"
-    expected = "ROOT/images/<slide>.tif (8 pages: " + ", ".join(MARKERS) + ") and ROOT/masks/<slide>.png|tif, optional ROOT/splits.csv"
+    expected = (
+        "ROOT/images/<slide>.tif (8 pages: "
+        + ", ".join(MARKERS)
+        + ") and ROOT/masks/<slide>.png|tif, optional ROOT/splits.csv"
+    )
     options = {"marker": "DAPI"}
     preprocessing = {"tile_size": 480}
 
@@ -43,7 +47,7 @@ class DermatomyositisLayout(Layout):
         images = list_image_files(self.require_folder(root, "images"))
         masks = list_image_files(self.require_folder(root, "masks"))
         pairs = pair_files(images, masks, root)
-        for stem, image, _ in pairs:
+        for _, image, _ in pairs:
             if image.suffix.lower() not in (".tif", ".tiff"):
                 raise DataError(f"slide {image} is not a TIFF file; layout 'dermatomyositis' expects {self.expected}")
             pages = count_pages(image)

@@ -48,5 +48,7 @@ class DermofitLayout(Layout):
         stems = [record.stem for record in records]
         duplicates = sorted({stem for stem in stems if stems.count(stem) > 1})
         if duplicates:
-            raise DataError(f"lesion id(s) found in more than one class folder under {root}: {format_stems(duplicates)}")
+            raise DataError(
+                f"lesion id(s) found in more than one class folder under {root}: {format_stems(duplicates)}"
+            )
         return records

@@ -39,8 +39,10 @@ def _looks_like_dermofit(root: Path) -> bool:
 
 def _looks_like_slides(images: Path) -> bool:
     tiffs = [p for p in images.iterdir() if p.suffix.lower() in TIFF_SUFFIXES]
-    return bool(tiffs) and len(tiffs) == sum(1 for p in images.iterdir() if p.is_file() and not p.name.startswith(".")) and (
-        count_pages(tiffs[0]) == len(MARKERS)
+    return (
+        bool(tiffs)
+        and len(tiffs) == sum(1 for p in images.iterdir() if p.is_file() and not p.name.startswith("."))
+        and (count_pages(tiffs[0]) == len(MARKERS))
     )
 
 

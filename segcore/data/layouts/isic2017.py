@@ -53,7 +53,9 @@ class Isic2017Layout(Layout):
         root = self.check_root(root)
         missing = [name for pair in SPLIT_FOLDERS.values() for name in pair if not (root / name).is_dir()]
         if missing:
-            raise DataError(f"folder(s) {', '.join(missing)} missing under {root}; layout 'isic2017' expects {self.expected}")
+            raise DataError(
+                f"folder(s) {', '.join(missing)} missing under {root}; layout 'isic2017' expects {self.expected}"
+            )
         records = []
         for split, (image_folder, mask_folder) in SPLIT_FOLDERS.items():
             images = _match_files(root / image_folder, IMAGE_NAME)
