@@ -21,6 +21,7 @@ from mlflow import MlflowClient
 
 from segcore.data.errors import DataError
 from segcore.data.prepare import prepare_dataset
+from segcore.models.factory import check_encoder_weights
 from segcore.models.weights import EncoderWeightsError
 from segcore.training.config import ConfigError
 from sweep import tracking, tuning
@@ -191,10 +192,15 @@ def prepare_data(space: SearchSpace, context: SpaceContext, sweep_context: Sweep
     """Validate every trial config and prepare each distinct dataset once, on this machine."""
     from sweep.trainable import build_train_config
 
-    data_configs = {}
+    data_configs, weights = {}, {}
     for config in sample_trial_configs(space):
         train_config = build_train_config(config, sweep_context)
         data_configs[repr(train_config.data)] = train_config.data
+        if train_config.encoder_weights is not None:
+            weights[(train_config.encoder, train_config.encoder_weights)] = train_config.weights_cache
+    for (encoder, encoder_weights), cache in weights.items():
+        # Fails here, before any trial, when weights are neither cached nor downloadable.
+        check_encoder_weights(encoder, encoder_weights, cache)
     for data_config in data_configs.values():
         prepared = prepare_dataset(data_config)
         logger.info("dataset %s ready: %s", data_config.dataset, {s: len(a) for s, a in prepared.splits.items()})

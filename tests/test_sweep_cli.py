@@ -99,3 +99,37 @@ def test_resume_without_sweep_reported(workdir, capsys):
     code, _, err = run_cli(capsys, "--space", "smoke", "--resume")
     assert code == 2
     assert "no sweep to resume" in err
+
+
+def test_missing_weights_file_reported_before_trials(workdir, capsys):
+    missing = workdir / "resnet18.pth"
+    code, _, err = run_cli(
+        capsys, "--space", "smoke", "--set", f"encoder_weights={missing}", "--cache-dir", str(workdir / "cache")
+    )
+    assert code == 2
+    assert f"encoder weights file {missing} not found" in err
+    assert not (workdir / "sweeps").exists()
+
+
+def test_uncached_imagenet_weights_reported_offline(workdir, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, _, err = run_cli(
+        capsys, "--space", "smoke", "--set", "encoder_weights=imagenet", "--weights-dir", str(workdir / "weights"),
+        "--cache-dir", str(workdir / "cache"),
+    )  # fmt: skip
+    assert code == 2
+    assert "imagenet weights for encoder resnet18 are not in" in err
+    assert "SEGSWEEP_WEIGHTS_DIR" in err
+
+
+def test_fetch_weights_lists_paper_grid_encoders():
+    from sweep.fetch_weights import pretrained_encoders
+    from sweep.spaces import SpaceContext, load_space
+
+    assert pretrained_encoders(load_space("paper_grid", SpaceContext())) == [
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "resnet101",
+    ]
+    assert pretrained_encoders(load_space("smoke", SpaceContext())) == []

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import logging
 from pathlib import Path
 
 import segmentation_models_pytorch as smp
+import timm
 from torch import nn
 
 from segcore.models.network import SegmentationNetwork
@@ -17,19 +19,36 @@ logger = logging.getLogger(__name__)
 ARCHITECTURES = dict(smp.MODEL_ARCHITECTURES_MAPPING)
 
 
-def _architecture(name: str) -> type:
+def architecture_class(name: str) -> type:
+    """Return the smp model class of architecture ``name`` (case-insensitive).
+
+    Raises:
+        ValueError: for an unknown name, listing the valid ones.
+    """
     try:
         return ARCHITECTURES[name.lower()]
     except KeyError:
         raise ValueError(f"unknown architecture {name!r}; valid architectures: {', '.join(ARCHITECTURES)}") from None
 
 
-def _check_encoder(name: str) -> None:
-    if name.startswith("tu-") or name in smp.encoders.encoders:
+def check_encoder(name: str) -> None:
+    """Check that ``name`` is an smp encoder or ``tu-<timm model>``.
+
+    Raises:
+        ValueError: for an unknown name, listing the valid smp encoders.
+    """
+    if name in smp.encoders.encoders:
         return
+    if name.startswith("tu-"):
+        if timm.is_model(name[3:]):
+            return
+        raise ValueError(f"unknown timm encoder {name!r}: timm has no model {name[3:]!r}; see timm.list_models()")
+    valid = smp.encoders.get_encoder_names()
+    close = difflib.get_close_matches(name, valid, n=3)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
     raise ValueError(
-        f"unknown encoder {name!r}; valid encoders are the segmentation-models-pytorch encoders "
-        f"({', '.join(list(smp.encoders.encoders)[:6])}, ...) and timm encoders as 'tu-<name>'"
+        f"unknown encoder {name!r}; {hint}valid encoders are 'tu-<timm model>' and the segmentation-models-pytorch "
+        f"encoders: {', '.join(valid)}"
     )
 
 
@@ -49,8 +68,11 @@ def build_model(
     Args:
         arch: smp architecture name (``unet``, ``unetplusplus``, ``fpn``, ...).
         encoder: smp encoder name, or ``tu-<timm name>``.
-        encoder_weights: ``"imagenet"``, ``None`` for random initialisation, or
-            the path of a local ``.safetensors``/``.pth`` encoder state dict.
+        encoder_weights: ``"imagenet"`` (or another weights name smp lists for
+            the encoder), ``None`` for random initialisation, or the path of a
+            local ``.safetensors``/``.pth`` encoder state dict. ``tu-``
+            encoders take only ``"imagenet"`` (timm's default pretrained
+            weights) or ``None``.
         decoder_channels: One entry per encoder stage (``encoder_depth`` entries).
         decoder_attention: ``"scse"`` or ``None``; used by architectures whose
             decoder takes an attention type (U-Net, U-Net++).
@@ -64,8 +86,8 @@ def build_model(
             channels that do not match the depth.
         EncoderWeightsError: when the requested weights cannot be found.
     """
-    model_class = _architecture(arch)
-    _check_encoder(encoder)
+    model_class = architecture_class(arch)
+    check_encoder(encoder)
     if len(decoder_channels) != encoder_depth:
         raise ValueError(
             f"decoder_channels {tuple(decoder_channels)} has {len(decoder_channels)} entries but encoder_depth is "
@@ -80,14 +102,25 @@ def build_model(
 
     local_weights = _resolve_weights(encoder, encoder_weights, weights_cache)
     timm_weights = encoder_weights is not None and encoder.startswith("tu-")
-    model = model_class(
-        encoder_name=encoder,
-        encoder_depth=encoder_depth,
-        encoder_weights=True if timm_weights else None,
-        in_channels=3 if local_weights else in_channels,
-        classes=classes,
-        **kwargs,
-    )
+    try:
+        model = model_class(
+            encoder_name=encoder,
+            encoder_depth=encoder_depth,
+            encoder_weights=True if timm_weights else None,
+            in_channels=3 if local_weights else in_channels,
+            classes=classes,
+            **kwargs,
+        )
+    except OSError as error:
+        if not timm_weights:
+            raise
+        # NOTE: timm downloads into the Hugging Face cache itself, so weights_cache
+        # and the fetch command do not cover tu- encoders.
+        raise EncoderWeightsError(
+            f"pretrained weights of timm encoder {encoder} are not in the Hugging Face cache (HF_HUB_CACHE) and could "
+            f"not be downloaded: {error}. Build the model once on a machine with network and copy that cache, or "
+            "use encoder_weights=None."
+        ) from error
     if local_weights is not None:
         state = load_state_dict_file(local_weights)
         try:
@@ -117,7 +150,15 @@ def _drop_unused_stages(encoder, depth: int) -> None:
 
 
 def _resolve_weights(encoder: str, encoder_weights: str | None, weights_cache: str | Path | None) -> Path | None:
-    if encoder_weights is None or encoder.startswith("tu-"):
+    """Return the local file to load into the encoder, or ``None`` when smp or timm initialise it."""
+    if encoder_weights is None:
+        return None
+    if encoder.startswith("tu-"):
+        if encoder_weights != "imagenet":
+            raise EncoderWeightsError(
+                f"encoder_weights {encoder_weights!r} is not supported for timm encoder {encoder}; use 'imagenet' "
+                "(timm's default pretrained weights) or None"
+            )
         return None
     if encoder_weights in smp.encoders.encoders.get(encoder, {}).get("pretrained_settings", {}):
         return find_encoder_weights(encoder, weights_cache, encoder_weights)
@@ -128,3 +169,15 @@ def _resolve_weights(encoder: str, encoder_weights: str | None, weights_cache: s
         f"encoder_weights {encoder_weights!r} is neither a weights name of {encoder} nor an existing file; "
         "use 'imagenet', None, or the path of a .safetensors/.pth file"
     )
+
+
+def check_encoder_weights(encoder: str, encoder_weights: str | None, weights_cache: str | Path | None = None) -> None:
+    """Raise ``EncoderWeightsError`` now if building this encoder would fail to find its weights.
+
+    ImageNet weights are looked up in the cache (and downloaded when the Hub is
+    reachable); a local file must exist. Used before a sweep starts, so that no
+    trial fails on it later.
+    """
+    path = _resolve_weights(encoder, encoder_weights, weights_cache)
+    if path is not None and not path.is_file():
+        raise EncoderWeightsError(f"encoder weights file {path} not found; give an existing .safetensors/.pth file")
