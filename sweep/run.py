@@ -37,6 +37,7 @@ from sweep.spaces import (
     axis_names,
     load_space,
     parse_override,
+    seeds_per_cell,
 )
 from sweep.trainable import SweepContext
 
@@ -302,7 +303,7 @@ def run(args: argparse.Namespace) -> int:
             record.name,
             tags={
                 tracking.SPACE_TAG: space.name,
-                tracking.SEEDS_TAG: str(space.seeds),
+                tracking.SEEDS_TAG: str(seeds_per_cell(space)),
                 tracking.AXES_TAG: ",".join(axes),
             },
             params={

@@ -237,6 +237,22 @@ def axis_names(space: SearchSpace) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def seeds_per_cell(space: SearchSpace) -> int:
+    """Return the seeds each cell gets: the size of the seed grid, 1 for a fixed seed.
+
+    This follows ``--set seed=...`` and ``--grid seed=[...]``; a space that
+    leaves the seed out declares its count in ``SearchSpace.seeds``.
+    """
+    counts = []
+    for study in space.studies:
+        seed = study.param_space.get("seed")
+        if _is_grid(seed):
+            counts.append(len(seed[GRID]))
+        elif seed is not None:
+            counts.append(1)
+    return max(counts) if counts else space.seeds
+
+
 def count_trials(study: Study) -> tuple[dict[str, int], int]:
     """Return the size of every grid axis and the number of trials of ``study``."""
     sizes = {key: len(value[GRID]) for key, value in study.param_space.items() if _is_grid(value)}

@@ -19,6 +19,7 @@ from sweep.spaces import (
     flatten_trial_config,
     load_space,
     parse_override,
+    seeds_per_cell,
 )
 from sweep.trainable import SweepContext, build_train_config
 
@@ -205,3 +206,10 @@ def test_ce_weights_scheduler_follows_epochs():
 
 def test_distinct_ratios_merge_near_duplicates():
     assert distinct([3.9513, 3.9505, 5.76]) == [3.9505, 5.76]
+
+
+def test_seeds_per_cell_follows_overrides():
+    space = load_space("paper_grid", SpaceContext())
+    assert seeds_per_cell(space) == 5
+    assert seeds_per_cell(apply_overrides(space, {"seed": 0})) == 1
+    assert seeds_per_cell(apply_overrides(space, {"seed": {"grid_search": [0, 1]}})) == 2

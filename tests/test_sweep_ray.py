@@ -44,7 +44,7 @@ def test_smoke_sweep_one_parent_run(smoke_sweep):
     parents = sweep_runs(smoke_sweep["tracking_uri"], "smoke")
     assert len(parents) == 1
     assert parents[0].info.status == "FINISHED"
-    assert parents[0].data.tags[tracking.SEEDS_TAG] == "1"
+    assert parents[0].data.tags[tracking.SEEDS_TAG] == "2"
 
 
 def test_smoke_sweep_one_child_run_per_trial(smoke_sweep):

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Run
@@ -22,21 +21,15 @@ from mlflow.exceptions import MlflowException
 from segcore.metrics import TEST_IOU, VAL_IOU
 from sweep import tracking
 from sweep.report.errors import ReportError
+from sweep.report.search import ERROR, RUN_ID, STATUS, STOPPED_EARLY, TEST_IOU_COLUMN, iterate_runs, read_rows
 
 logger = logging.getLogger(__name__)
 
 SEED = "seed"
-# Columns of the trial frame besides the axes and settings.
-RUN_ID = "run_id"
-STATUS = "status"
-TEST_IOU_COLUMN = "test_iou"
-STOPPED_EARLY = "stopped_early"
-ERROR = "error"
+# Columns of the validation curve frame.
 EPOCH_COLUMN = "epoch"
 VALUE_COLUMN = "value"
 FAILED_STATUSES = ("FAILED", "KILLED")
-# SQLAlchemy stores accept up to 50,000 runs per page; fewer, larger pages are faster.
-PAGE_SIZE = 10_000
 RUN_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -70,16 +63,6 @@ class SweepInfo:
         return tuple(axis for axis in self.axes if axis != SEED)
 
 
-def _search(client: MlflowClient, experiment_id: str, filter_string: str, order_by: list[str] | None = None) -> Iterator[Run]:
-    token = None
-    while True:
-        page = client.search_runs([experiment_id], filter_string=filter_string, max_results=PAGE_SIZE, order_by=order_by, page_token=token)
-        yield from page
-        token = page.token
-        if not token:
-            return
-
-
 def _tag_filter(tags: dict[str, str]) -> str:
     return " and ".join(f"tags.`{key}` = '{value}'" for key, value in tags.items())
 
@@ -104,7 +87,9 @@ def find_sweep(client: MlflowClient, experiment_name: str, sweep: str | None = N
         raise ReportError(f"the tracking store cannot be read: {error}") from error
     if experiment is None:
         names = sorted(item.name for item in client.search_experiments(max_results=100))
-        raise ReportError(f"experiment {experiment_name!r} not found; experiments in this store: {', '.join(names) or 'none'}. Check --experiment and --tracking-uri")
+        raise ReportError(
+            f"experiment {experiment_name!r} not found; experiments in this store: {', '.join(names) or 'none'}. Check --experiment and --tracking-uri"
+        )
 
     order = ["attributes.start_time DESC"]
     sweep_filter = _tag_filter({tracking.ROLE_TAG: tracking.SWEEP_ROLE})
@@ -112,16 +97,30 @@ def find_sweep(client: MlflowClient, experiment_name: str, sweep: str | None = N
     if sweep is not None:
         if "'" in sweep:
             raise ReportError(f"invalid --sweep {sweep!r}: sweep names and run ids contain no quote characters")
-        candidates = list(_search(client, experiment.experiment_id, f"{sweep_filter} and {_tag_filter({tracking.SWEEP_TAG: sweep})}", order))
+        candidates = list(
+            iterate_runs(
+                client,
+                experiment.experiment_id,
+                f"{sweep_filter} and {_tag_filter({tracking.SWEEP_TAG: sweep})}",
+                order,
+            )
+        )
         if not candidates and RUN_ID_PATTERN.match(sweep):
-            candidates = [run for run in [_get_run(client, sweep)] if run is not None and _is_sweep_of(run, experiment.experiment_id)]
+            candidates = [
+                run
+                for run in [_get_run(client, sweep)]
+                if run is not None and _is_sweep_of(run, experiment.experiment_id)
+            ]
     else:
-        candidates = list(_search(client, experiment.experiment_id, sweep_filter, order))
+        candidates = list(iterate_runs(client, experiment.experiment_id, sweep_filter, order))
     if not candidates:
-        known = [run.data.tags.get(tracking.SWEEP_TAG, run.info.run_id) for run in _search(client, experiment.experiment_id, sweep_filter, order)]
-        wanted = f"sweep {sweep!r}" if sweep is not None else "a sweep"
+        known = [
+            run.data.tags.get(tracking.SWEEP_TAG, run.info.run_id)
+            for run in iterate_runs(client, experiment.experiment_id, sweep_filter, order)
+        ]
+        requested = f"sweep {sweep!r}" if sweep is not None else "a sweep"
         raise ReportError(
-            f"{wanted} not found in experiment {experiment_name!r}; its sweeps, newest first: {', '.join(known[:20]) or 'none'}. "
+            f"{requested} not found in experiment {experiment_name!r}; its sweeps, newest first: {', '.join(known[:20]) or 'none'}. "
             "Pass --sweep with one of them, or run python -m sweep.run first"
         )
 
@@ -160,15 +159,23 @@ def _declared_seeds(text: str | None, run_id: str) -> int:
     try:
         return int(text)
     except ValueError:
-        logger.warning("parent run %s has tag %s=%r, which is not an integer; assuming 1 seed per cell", run_id, tracking.SEEDS_TAG, text)
+        logger.warning(
+            "parent run %s has tag %s=%r, which is not an integer; assuming 1 seed per cell",
+            run_id,
+            tracking.SEEDS_TAG,
+            text,
+        )
         return 1
 
 
-def collect_trials(client: MlflowClient, sweep: SweepInfo, settings: Iterable[str] = ()) -> tuple[pd.DataFrame, tuple[str, ...]]:
+def collect_trials(
+    client: MlflowClient, tracking_uri: str, sweep: SweepInfo, settings: Iterable[str] = ()
+) -> tuple[pd.DataFrame, tuple[str, ...]]:
     """Read the sweep's trial runs into one row per run.
 
     Args:
         client: Client of the tracking store.
+        tracking_uri: URI of the same store, for the processes that read large sweeps.
         sweep: The sweep, from ``find_sweep``.
         settings: Settings to add as columns even when they are not axes
             (read from the run's tag, else its param).
@@ -182,32 +189,18 @@ def collect_trials(client: MlflowClient, sweep: SweepInfo, settings: Iterable[st
         parent has none.
     """
     query = _tag_filter({tracking.PARENT_RUN_TAG: sweep.run_id, tracking.ROLE_TAG: tracking.TRIAL_ROLE})
-    runs = list(_search(client, sweep.experiment_id, query))
-    logger.info("sweep %s: %d trial run(s)", sweep.name, len(runs))
-
     axes = sweep.axes
     if not axes:
-        axes = _split_axes(next((run.data.tags.get(tracking.AXES_TAG, "") for run in runs), ""))
+        first = client.search_runs([sweep.experiment_id], filter_string=query, max_results=1)
+        axes = _split_axes(first[0].data.tags.get(tracking.AXES_TAG, "")) if first else ()
     columns = list(dict.fromkeys([*axes, *settings, SEED]))
-    rows = []
-    for run in runs:
-        tags, params = run.data.tags, run.data.params
-        row = {RUN_ID: run.info.run_id, STATUS: run.info.status}
-        for column in columns:
-            row[column] = tags.get(column, params.get(column))
-        row[TEST_IOU_COLUMN] = run.data.metrics.get(TEST_IOU, np.nan)
-        row[STOPPED_EARLY] = tags.get(tracking.STOPPED_EARLY_TAG) == "true"
-        row[ERROR] = _last_line(tags.get(tracking.ERROR_TAG, ""))
-        rows.append(row)
+    rows = read_rows(client, tracking_uri, sweep.experiment_id, query, columns, TEST_IOU)
+    logger.info("sweep %s: %d trial run(s)", sweep.name, len(rows))
+
     frame = pd.DataFrame(rows, columns=[RUN_ID, STATUS, *columns, TEST_IOU_COLUMN, STOPPED_EARLY, ERROR])
     frame[TEST_IOU_COLUMN] = frame[TEST_IOU_COLUMN].astype(float)
     frame[STOPPED_EARLY] = frame[STOPPED_EARLY].astype(bool)
     return frame, axes
-
-
-def _last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else ""
 
 
 def collect_curves(client: MlflowClient, run_ids: Iterable[str], key: str = VAL_IOU) -> pd.DataFrame:

@@ -22,7 +22,6 @@ from sweep.report.stats import (
     FLAGS,
     MEAN,
     MEAN_DIFFERENCE,
-    N,
     N_PAIRS,
     RUNS,
     SECOND,
@@ -31,6 +30,7 @@ from sweep.report.stats import (
     T_PVALUE,
     UNPAIRED,
     WILCOXON_PVALUE,
+    N,
 )
 from sweep.report.tables import (
     APP,
@@ -221,4 +221,3 @@ def any_flagged(frame: pd.DataFrame) -> bool:
     """Return whether any row of ``frame`` has a flag set."""
     present = [flag for flag in FLAGS if flag in frame]
     return bool(np.any(frame[present].to_numpy())) if present else False
-

@@ -1,6 +1,6 @@
 """The study's published numbers, shipped as package data in ``sweep/reference``.
 
-``paper_results.csv`` holds the test IoU (mean of 5 seeds) of every cell of the
+``paper_results.csv`` contains the test IoU (mean of 5 seeds) of every cell of the
 study's grid; ``sweep/reference/README.md`` names the source. Its columns
 ``architecture`` and ``weights`` are renamed to the sweep's setting names
 ``arch`` and ``class_weights``, so the frame joins the report's cells directly.

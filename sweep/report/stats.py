@@ -148,17 +148,19 @@ def paired_comparisons(
             the earlier level scored higher.
 
     Returns:
-        One row per group and pair of levels with the group columns and
-        ``factor``, ``first``, ``second``, ``n_pairs``, ``mean_difference``,
-        ``std``, ``ci_low``, ``ci_high`` (95% Student t), ``t_statistic``,
-        ``t_pvalue`` (paired t-test), ``wilcoxon_statistic``,
-        ``wilcoxon_pvalue`` (two-sided signed-rank test) and
-        ``unpaired_runs`` (valid runs of the two levels without a partner).
-        Fewer than two pairs give NaN statistics.
+        One row per group and pair of levels. Its columns are the group
+        columns, ``factor``, ``first``, ``second``, ``n_pairs``,
+        ``mean_difference``, ``std``, ``ci_low`` and ``ci_high`` (95% Student
+        t), ``t_statistic`` and ``t_pvalue`` (paired t-test),
+        ``wilcoxon_statistic`` and ``wilcoxon_pvalue`` (two-sided signed-rank
+        test), and ``unpaired_runs`` (valid runs of the two levels without a
+        partner). Fewer than two pairs give NaN statistics.
     """
     group_axes, pair_axes = list(group_axes), list(pair_axes)
     runs = valid_runs(trials)
-    table = runs.pivot_table(index=[*group_axes, *pair_axes, SEED], columns=factor, values=TEST_IOU_COLUMN, aggfunc="mean")
+    table = runs.pivot_table(
+        index=[*group_axes, *pair_axes, SEED], columns=factor, values=TEST_IOU_COLUMN, aggfunc="mean"
+    )
     levels = ordered_levels(list(table.columns), order)
     rows = []
     groups = table.groupby(level=group_axes, sort=True) if group_axes else [((), table)]
@@ -173,7 +175,22 @@ def paired_comparisons(
             row.update({FACTOR: factor, FIRST: first, SECOND: second, UNPAIRED: unpaired})
             row.update(_paired_statistics(both[first].to_numpy(), both[second].to_numpy()))
             rows.append(row)
-    columns = [*group_axes, FACTOR, FIRST, SECOND, N_PAIRS, MEAN_DIFFERENCE, STD, CI_LOW, CI_HIGH, T_STATISTIC, T_PVALUE, WILCOXON_STATISTIC, WILCOXON_PVALUE, UNPAIRED]
+    columns = [
+        *group_axes,
+        FACTOR,
+        FIRST,
+        SECOND,
+        N_PAIRS,
+        MEAN_DIFFERENCE,
+        STD,
+        CI_LOW,
+        CI_HIGH,
+        T_STATISTIC,
+        T_PVALUE,
+        WILCOXON_STATISTIC,
+        WILCOXON_PVALUE,
+        UNPAIRED,
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -188,14 +205,13 @@ def _paired_statistics(first: np.ndarray, second: np.ndarray) -> dict[str, float
     if n < 2:
         return result
     with warnings.catch_warnings():
-        # Constant differences make the t statistic undefined; scipy warns and returns NaN.
+        # Equal or nearly constant differences have (almost) no variance. SciPy then warns about precision
+        # loss and returns NaN (all differences 0) or an infinite t, which the table shows as they are.
         warnings.simplefilter("ignore", RuntimeWarning)
         t_test = stats.ttest_rel(first, second)
     result[T_STATISTIC], result[T_PVALUE] = float(t_test.statistic), float(t_test.pvalue)
+    # The signed-rank test drops zero differences, so it is undefined when all are zero.
     if np.any(differences != 0):
-        with warnings.catch_warnings():
-            # Ties and zeros switch scipy to the normal approximation, with a warning.
-            warnings.simplefilter("ignore", UserWarning)
-            signed_rank = stats.wilcoxon(differences)
+        signed_rank = stats.wilcoxon(differences)
         result[WILCOXON_STATISTIC], result[WILCOXON_PVALUE] = float(signed_rank.statistic), float(signed_rank.pvalue)
     return result

@@ -68,15 +68,25 @@ def attach_published(cells: pd.DataFrame, published: pd.DataFrame) -> pd.DataFra
 
 
 def sort_cells(cells: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
-    """Sort rows by ``columns`` in the study's order of values (unknown values last, sorted)."""
+    """Sort rows by ``columns`` in the study's order of values; other values follow, numbers by value, then text."""
 
     def key(series: pd.Series) -> pd.Series:
         preferred = ORDER.get(series.name, ())
         rank = {value: index for index, value in enumerate(preferred)}
-        return series.map(lambda value: (rank.get(value, len(preferred)), str(value)))
+        return series.map(lambda value: (rank.get(value, len(preferred)), *_number_or_text(value)))
 
     present = [column for column in columns if column in cells]
     return cells.sort_values(present, key=key, kind="stable").reset_index(drop=True)
+
+
+def _number_or_text(value: object) -> tuple[int, float, str]:
+    # Values are strings from tags; numeric ones (seeds, weight ratios) sort by value, then text, then missing values.
+    if value is None or pd.isna(value):
+        return 2, 0.0, ""
+    try:
+        return 0, float(str(value)), ""
+    except ValueError:
+        return 1, 0.0, str(value)
 
 
 def _complete_seed_means(cells: pd.DataFrame, trials: pd.DataFrame) -> pd.Series:
@@ -107,7 +117,14 @@ def block_averages(cells: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
         ``difference`` and the flags of its cells combined with ``any``.
     """
     grouped = cells.groupby(list(BLOCK))
-    averages = grouped.agg(**{CELLS: (MEAN, "size"), MEAN: (MEAN, "mean"), PUBLISHED_CELLS: (PUBLISHED, "count"), PUBLISHED: (PUBLISHED, "mean")})
+    averages = grouped.agg(
+        **{
+            CELLS: (MEAN, "size"),
+            MEAN: (MEAN, "mean"),
+            PUBLISHED_CELLS: (PUBLISHED, "count"),
+            PUBLISHED: (PUBLISHED, "mean"),
+        }
+    )
     averages = averages.join(grouped[list(FLAGS)].any())
     seed_means = _complete_seed_means(cells, trials).groupby(level=list(BLOCK)).agg(["size", "std"])
     averages = averages.join(seed_means.rename(columns={"size": SEEDS, "std": STD}))
@@ -148,7 +165,12 @@ def weight_gain(averages: pd.DataFrame, cells: pd.DataFrame, trials: pd.DataFram
 
     seed_means = _complete_seed_means(cells, trials).unstack(CLASS_WEIGHTS)
     if {GAIN_SCHEME, GAIN_BASELINE} <= set(seed_means.columns):
-        differences = (100 * (seed_means[GAIN_SCHEME] - seed_means[GAIN_BASELINE])).dropna().groupby(level=index).agg(["size", "mean", "std"])
+        differences = (
+            (100 * (seed_means[GAIN_SCHEME] - seed_means[GAIN_BASELINE]))
+            .dropna()
+            .groupby(level=index)
+            .agg(["size", "mean", "std"])
+        )
         differences = differences.reindex(common)
         gain[SEEDS] = differences["size"].fillna(0).astype(int)
         # Centred on the gain of the cell means, like the block averages' intervals.
@@ -156,4 +178,3 @@ def weight_gain(averages: pd.DataFrame, cells: pd.DataFrame, trials: pd.DataFram
     else:
         gain[SEEDS], gain[CI_LOW], gain[CI_HIGH] = 0, np.nan, np.nan
     return sort_cells(gain.reset_index()[columns], index)
-
