@@ -52,6 +52,12 @@ class SplitMetrics:
         self._counts: list[Tensor] = []
 
     def update(self, predictions: Tensor, targets: Tensor) -> None:
+        """Add the TP, FP, FN and TN pixel counts of each image in a batch."""
+        if predictions.shape != targets.shape or predictions.dim() != 3:
+            raise ValueError(
+                f"predictions and targets must both be (B, H, W), got {tuple(predictions.shape)} and "
+                f"{tuple(targets.shape)}"
+            )
         tp, fp, fn, tn = smp.metrics.get_stats(
             predictions.unsqueeze(1).long(), targets.unsqueeze(1).long(), mode="binary"
         )
@@ -63,13 +69,26 @@ class SplitMetrics:
         return sum(counts.shape[0] for counts in self._counts)
 
     def compute(self) -> dict[str, float]:
+        """Return ``iou``, ``dice``, ``accuracy`` and ``mean_image_iou`` over every image added so far.
+
+        Raises:
+            ValueError: when no image was added.
+        """
         if not self._counts:
-            raise ValueError("no predictions were added")
-        counts = torch.cat(self._counts)
-        tp, fp, fn, tn = (counts[:, i : i + 1] for i in range(4))
+            raise ValueError("no predictions were added; call update() with at least one batch before compute()")
+        # Counts are summed here rather than with smp's "micro" reduction, because
+        # smp 0.6 ignores zero_division for "micro" and returns NaN for a split
+        # without foreground in prediction and target.
+        counts = torch.cat(self._counts).double()
+        tp, fp, fn, tn = counts.unbind(dim=1)
         return {
-            "iou": smp.metrics.iou_score(tp, fp, fn, tn, reduction="micro", zero_division=1.0).item(),
-            "dice": smp.metrics.f1_score(tp, fp, fn, tn, reduction="micro", zero_division=1.0).item(),
-            "accuracy": smp.metrics.accuracy(tp, fp, fn, tn, reduction="micro").item(),
-            "mean_image_iou": smp.metrics.iou_score(tp, fp, fn, tn, reduction="micro-imagewise", zero_division=1.0).item(),
+            "iou": _ratio(tp.sum(), tp.sum() + fp.sum() + fn.sum()).item(),
+            "dice": _ratio(2 * tp.sum(), 2 * tp.sum() + fp.sum() + fn.sum()).item(),
+            "accuracy": _ratio(tp.sum() + tn.sum(), counts.sum()).item(),
+            "mean_image_iou": _ratio(tp, tp + fp + fn).mean().item(),
         }
+
+
+def _ratio(numerator: Tensor, denominator: Tensor) -> Tensor:
+    """Return ``numerator / denominator``, with 1 where both are 0 (prediction and target agree on no foreground)."""
+    return torch.where(denominator > 0, numerator / denominator.clamp(min=1), torch.ones_like(numerator))

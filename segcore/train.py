@@ -26,27 +26,57 @@ CHECKPOINT_FOLDER = "checkpoint"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m segcore.train", description="Train and test one segmentation configuration.")
+    parser = argparse.ArgumentParser(
+        prog="python -m segcore.train", description="Train and test one segmentation configuration."
+    )
     parser.add_argument("root", nargs="?", help="dataset folder (omit for --layout synthetic)")
     add_data_options(parser)
     model = parser.add_argument_group("model")
     model.add_argument("--arch", default="unet", help="smp architecture: unet, unetplusplus, fpn, ... (default: unet)")
     model.add_argument("--encoder", default="resnet18", help="smp encoder (default: resnet18)")
-    model.add_argument("--encoder-weights", default="imagenet", help="imagenet, none, or a local .safetensors/.pth file (default: imagenet)")
-    model.add_argument("--weights-dir", help="pre-fetched ImageNet weights (default: $SEGSWEEP_WEIGHTS_DIR or the Hugging Face cache)")
-    model.add_argument("--app", default="none", choices=["none", "relu", "gelu"], help="autoencoder post-processing head (default: none)")
+    model.add_argument(
+        "--encoder-weights",
+        default="imagenet",
+        help="imagenet, none, or a local .safetensors/.pth file (default: imagenet)",
+    )
+    model.add_argument(
+        "--weights-dir", help="pre-fetched ImageNet weights (default: $SEGSWEEP_WEIGHTS_DIR or the Hugging Face cache)"
+    )
+    model.add_argument(
+        "--app",
+        default="none",
+        choices=["none", "relu", "gelu"],
+        help="autoencoder post-processing head (default: none)",
+    )
     training = parser.add_argument_group("training")
-    training.add_argument("--class-weights", default="cdw", help="dedl, cdw, median_frequency, uniform, ratio, or BACKGROUND,FOREGROUND (default: cdw)")
+    training.add_argument(
+        "--class-weights",
+        default="cdw",
+        help="dedl, cdw, median_frequency, uniform, ratio, or BACKGROUND,FOREGROUND (default: cdw)",
+    )
     training.add_argument("--weight-ratio", type=float, help="foreground/background ratio for --class-weights ratio")
     training.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
     training.add_argument("--epochs", type=int, default=50, help="epochs (default: 50)")
     training.add_argument("--batch-size", type=int, default=16, help="batch size (default: 16)")
     training.add_argument("--lr", type=float, default=3.6e-4, help="Adam learning rate (default: 3.6e-4)")
-    training.add_argument("--workers", type=int, help="data loader worker processes (default: half the torch threads, at most 4)")
+    training.add_argument(
+        "--workers", type=int, help="data loader worker processes (default: half the torch threads, at most 4)"
+    )
     training.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    training.add_argument("--no-amp", dest="amp", action="store_false", default=None, help="turn off bf16 autocast on CUDA")
+    training.add_argument(
+        "--no-amp", dest="amp", action="store_false", default=None, help="turn off bf16 autocast on CUDA"
+    )
+    training.add_argument(
+        "--no-channels-last",
+        dest="channels_last",
+        action="store_false",
+        default=None,
+        help="turn off the channels-last memory format on CUDA",
+    )
     output = parser.add_argument_group("output")
-    output.add_argument("--out", type=Path, help="output folder (default: runs/<dataset>-<arch>-<encoder>-<date>-<time>)")
+    output.add_argument(
+        "--out", type=Path, help="output folder (default: runs/<dataset>-<arch>-<encoder>-<date>-<time>)"
+    )
     output.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     output.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
     return parser
@@ -57,7 +87,9 @@ def _class_weights(text: str) -> str | list[float]:
         try:
             return [float(part) for part in text.split(",")]
         except ValueError:
-            raise ConfigError(f"--class-weights {text!r} is neither a scheme name nor BACKGROUND,FOREGROUND numbers") from None
+            raise ConfigError(
+                f"--class-weights {text!r} is neither a scheme name nor BACKGROUND,FOREGROUND numbers"
+            ) from None
     return text
 
 
@@ -79,24 +111,34 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         "workers": args.workers,
         "device": args.device,
         "amp": args.amp,
+        "channels_last": args.channels_last,
     }
     return TrainConfig.from_dict(values)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
     try:
         config = build_config(args)
-        out = args.out or Path("runs") / f"{config.data.dataset}-{config.arch}-{config.encoder}-{time.strftime('%Y%m%d-%H%M%S')}"
+        out = (
+            args.out
+            or Path("runs") / f"{config.data.dataset}-{config.arch}-{config.encoder}-{time.strftime('%Y%m%d-%H%M%S')}"
+        )
         checkpoint = out / CHECKPOINT_FOLDER
         resume_from = None
         if args.resume:
             if not (checkpoint / CHECKPOINT_FILE).is_file():
-                raise ConfigError(f"--resume: no checkpoint in {checkpoint}; give the --out folder of the interrupted run")
+                raise ConfigError(
+                    f"--resume: no checkpoint in {checkpoint}; give the --out folder of the interrupted run"
+                )
             saved = TrainConfig.load(out / "config.json")
             if saved != config:
-                raise ConfigError(f"--resume: the flags differ from the config saved in {out / 'config.json'}; repeat the original flags")
+                raise ConfigError(
+                    f"--resume: the flags differ from the config saved in {out / 'config.json'}; repeat the original flags"
+                )
             resume_from = checkpoint
 
         def keep_checkpoint(metrics: dict[str, float], folder: Path | None) -> None:
@@ -108,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(checkpoint, ignore_errors=True)
             staging.rename(checkpoint)
 
-        result = train_and_evaluate(config, keep_checkpoint, resume_from=resume_from, output_dir=out, progress=args.progress)
+        result = train_and_evaluate(
+            config, keep_checkpoint, resume_from=resume_from, output_dir=out, progress=args.progress
+        )
     except (DataError, ConfigError, EncoderWeightsError, NonFiniteLossError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,7 +1,7 @@
 """The whole path: a real smoke sweep on the shared images, then ``python -m sweep.report`` on its store.
 
-The sweep trains 8 one-epoch trials (2 datasets x 2 configurations x seeds 0 and 1)
-on the CPU, so this module takes a few minutes.
+The sweep is the session's ``smoke_sweep`` fixture: 8 two-epoch trials (2 datasets x
+2 configurations x seeds 0 and 1) on the CPU, shared with the sweep tests.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from sweep.report.__main__ import main
 pytestmark = pytest.mark.slow
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-SWEEP_NAME = "smoke-report-test"
+SWEEP_NAME = "smoke-test"
 CELL_AXES = ["dataset", "app", "arch", "class_weights"]
 
 
@@ -37,24 +37,10 @@ def run_module(module: str, *arguments: str, timeout: int) -> subprocess.Complet
 
 
 @pytest.fixture(scope="module")
-def smoke_store(tmp_path_factory, shared_data) -> dict:
-    """Run the smoke sweep with two seeds into a fresh SQLite store; return its URI and folder."""
-    folder = tmp_path_factory.mktemp("report-smoke")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    completed = run_module(
-        "sweep.run",
-        "--space", "smoke",
-        "--data-root", str(shared_data),
-        "--grid", "seed=[0,1]",
-        "--set", "epochs=1",
-        "--name", SWEEP_NAME,
-        "--tracking-uri", uri,
-        "--storage-path", str(folder / "sweeps"),
-        "--cache-dir", str(folder / "cache"),
-        timeout=1200,
-    )  # fmt: skip
-    assert completed.returncode == 0, f"smoke sweep failed:\n{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}"
-    return {"uri": uri, "folder": folder}
+def smoke_store(smoke_sweep) -> dict:
+    """The session's smoke sweep (two seeds, on the shared images): its store URI and folder."""
+    assert smoke_sweep["process"].returncode == 0, f"smoke sweep failed:\n{smoke_sweep['process'].stdout[-3000:]}"
+    return {"uri": smoke_sweep["tracking_uri"], "folder": smoke_sweep["workdir"]}
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 
 import segmentation_models_pytorch as smp
@@ -60,7 +61,9 @@ def fetch_encoder_weights(encoder: str, cache_dir: str | Path | None = None, wei
         hf_hub_download(repo_id, "config.json", revision=revision, cache_dir=cache)
         path = hf_hub_download(repo_id, WEIGHT_FILE, revision=revision, cache_dir=cache)
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as error:
-        raise EncoderWeightsError(f"cannot download {weights} weights of {encoder} from {repo_id}: {error}") from error
+        raise EncoderWeightsError(
+            f"failed to download {weights} weights of {encoder} from {repo_id}: {error}"
+        ) from error
     return Path(path)
 
 
@@ -96,7 +99,7 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
             return load_file(str(path), device="cpu")
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any decoding failure means the same thing here.
-        raise EncoderWeightsError(f"cannot read encoder weights file {path}: {error}") from error
+        raise EncoderWeightsError(f"failed to read encoder weights file {path}: {error}") from error
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -108,18 +111,22 @@ def main(argv: list[str] | None = None) -> int:
     """Command line: download encoder weights into a cache folder."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog=FETCH_COMMAND.rsplit(" ", 1)[0], description="Pre-fetch ImageNet encoder weights.")
+    parser = argparse.ArgumentParser(
+        prog=FETCH_COMMAND.rsplit(" ", 1)[0], description="Pre-fetch ImageNet encoder weights."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     fetch = commands.add_parser("fetch", help="download the ImageNet weights of the named encoders")
     fetch.add_argument("encoders", nargs="+", help="encoder names, e.g. resnet18 resnet34")
-    fetch.add_argument("--cache-dir", help=f"cache folder (default: ${WEIGHTS_CACHE_VARIABLE} or the Hugging Face cache)")
+    fetch.add_argument(
+        "--cache-dir", help=f"cache folder (default: ${WEIGHTS_CACHE_VARIABLE} or the Hugging Face cache)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for encoder in args.encoders:
         try:
             path = fetch_encoder_weights(encoder, args.cache_dir)
         except EncoderWeightsError as error:
-            print(f"error: {error}")
+            print(f"error: {error}", file=sys.stderr)
             return 1
         print(f"{encoder}: {path}")
     return 0

@@ -8,9 +8,12 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from segcore.data.class_weights import SCHEMES
 from segcore.data.config import DataConfig
 from segcore.models.app import APP_SETTINGS
+from segcore.models.factory import architecture_class, check_encoder
 
 
 class ConfigError(ValueError):
@@ -76,13 +79,32 @@ class TrainConfig:
         if not isinstance(self.class_weights, str):
             object.__setattr__(self, "class_weights", tuple(float(w) for w in self.class_weights))
             if len(self.class_weights) != 2:
-                raise ConfigError(f"class_weights must be a scheme name or [background, foreground], got {self.class_weights}")
+                raise ConfigError(
+                    f"class_weights must be a scheme name or [background, foreground], got {self.class_weights}"
+                )
         elif self.class_weights not in SCHEMES:
-            raise ConfigError(f"unknown class_weights {self.class_weights!r}; valid: {', '.join(SCHEMES)} or [background, foreground]")
+            raise ConfigError(
+                f"unknown class_weights {self.class_weights!r}; valid: {', '.join(SCHEMES)} or [background, foreground]"
+            )
         if self.class_weights == "ratio" and (self.weight_ratio is None or self.weight_ratio <= 0):
             raise ConfigError(f"class_weights 'ratio' needs a positive weight_ratio, got {self.weight_ratio!r}")
         if self.app not in APP_SETTINGS:
             raise ConfigError(f"unknown app {self.app!r}; valid: {', '.join(APP_SETTINGS)}")
+        try:
+            architecture_class(self.arch)
+            check_encoder(self.encoder)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        if len(self.decoder_channels) != self.encoder_depth:
+            raise ConfigError(
+                f"decoder_channels {self.decoder_channels} has {len(self.decoder_channels)} entries but encoder_depth "
+                f"is {self.encoder_depth}; give one entry per encoder stage"
+            )
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except RuntimeError:
+                raise ConfigError(f"invalid device {self.device!r}; use auto, cpu, cuda or cuda:N") from None
         for name in ("epochs", "batch_size", "encoder_depth", "cosine_t_max"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)!r}")
@@ -111,7 +133,9 @@ class TrainConfig:
         data_names = {f.name for f in fields(DataConfig)}
         unknown = sorted(set(values) - train_names - data_names)
         if unknown:
-            raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; valid settings: {', '.join(cls.field_names())}")
+            raise ConfigError(
+                f"unknown setting(s) {', '.join(unknown)}; valid settings: {', '.join(cls.field_names())}"
+            )
         data = DataConfig.from_dict({k: v for k, v in values.items() if k in data_names})
         return cls(data=data, **{k: v for k, v in values.items() if k in train_names})
 

@@ -82,7 +82,7 @@ def resolve_device(name: str) -> torch.device:
     """Return the device for ``name``; ``auto`` is CUDA when available, else the CPU.
 
     Raises:
-        ConfigError: when ``name`` asks for CUDA on a machine without it.
+        ConfigError: when ``name`` requests CUDA on a machine without it.
     """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -217,7 +217,7 @@ def train_and_evaluate(
 
     Raises:
         DataError: for invalid data.
-        ConfigError: when the config asks for CUDA on a machine without it.
+        ConfigError: when the config requests CUDA on a machine without it.
         NonFiniteLossError: when the loss becomes NaN or infinite.
         EncoderWeightsError: when the encoder weights cannot be found.
     """
@@ -260,7 +260,13 @@ def train_and_evaluate(
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.cosine_t_max, eta_min=config.lr_min)
     app_optimizer = torch.optim.Adam(app.parameters(), lr=config.app_lr) if app is not None else None
     optimizers = [optimizer] + ([app_optimizer] if app_optimizer is not None else [])
-    modules = {"network": network, "app": app, "optimizer": optimizer, "app_optimizer": app_optimizer, "scheduler": scheduler}
+    modules = {
+        "network": network,
+        "app": app,
+        "optimizer": optimizer,
+        "app_optimizer": app_optimizer,
+        "scheduler": scheduler,
+    }
 
     state = TrainingState()
     if resume_from is not None:
@@ -280,7 +286,14 @@ def train_and_evaluate(
         train = train_one_epoch(
             network, app, train_loader, optimizers, weight_tensor, device, epoch, amp, channels_last, progress
         )
-        val = evaluate(network, build_loader(datasets["val"], config.batch_size, False, workers, config.seed), weight_tensor, device, amp, channels_last)
+        val = evaluate(
+            network,
+            build_loader(datasets["val"], config.batch_size, False, workers, config.seed),
+            weight_tensor,
+            device,
+            amp,
+            channels_last,
+        )
         scheduler.step()
         if val["iou"] > state.best_val_iou:
             state.best_val_iou, state.best_epoch = val["iou"], epoch
@@ -302,7 +315,12 @@ def train_and_evaluate(
         state.history.append(metrics)
         logger.info(
             "epoch %d/%d: train loss %.4f, val IoU %.4f (best %.4f at epoch %d)",
-            epoch, config.epochs, train["loss"], val["iou"], state.best_val_iou, state.best_epoch,
+            epoch,
+            config.epochs,
+            train["loss"],
+            val["iou"],
+            state.best_val_iou,
+            state.best_epoch,
         )
         if output_dir is not None:
             _write_history(output_dir / HISTORY_FILE, state.history)
@@ -333,24 +351,32 @@ def train_and_evaluate(
 
 
 def _test(network, state, datasets, config, weight_tensor, device, amp, channels_last, workers) -> dict[str, float]:
-    """Load the best validation weights into ``network`` and return its ``test/*`` metrics."""
+    """Return the ``test/*`` metrics of the best validation weights; ``network`` keeps its own weights."""
     if state.best_weights is None:
         raise RuntimeError("no validation epoch has finished, so there are no best weights to test")
+    # The last epoch's checkpoint is written after the test and must hold the trained
+    # weights that its optimiser state belongs to, so they are put back afterwards.
+    trained = cpu_state_dict(network)
     network.load_state_dict(state.best_weights)
     loader = build_loader(datasets["test"], config.batch_size, False, workers, config.seed)
     test = evaluate(network, loader, weight_tensor, device, amp, channels_last)
+    network.load_state_dict(trained)
     if not all(math.isfinite(value) for value in test.values()):
         logger.warning("test metrics contain non-finite values: %s", test)
     return _split_metrics("test", test)
 
 
-def _write_outputs(output_dir: Path, config: TrainConfig, network, metrics, history, test_dataset, device) -> dict[str, Path]:
+def _write_outputs(
+    output_dir: Path, config: TrainConfig, network, metrics, history, test_dataset, device
+) -> dict[str, Path]:
     files = {"config": output_dir / "config.json", "history": output_dir / HISTORY_FILE}
     _write_history(files["history"], history)
     files["metrics"] = output_dir / METRICS_FILE
     files["metrics"].write_text(json.dumps(metrics, indent=2, sort_keys=True))
     files["model"] = output_dir / BEST_MODEL_FILE
     torch.save({"config": config.to_dict(), "state_dict": cpu_state_dict(network)}, files["model"])
-    for index, path in enumerate(write_overlays(network, test_dataset, config.overlays, output_dir / OVERLAY_FOLDER, device)):
+    for index, path in enumerate(
+        write_overlays(network, test_dataset, config.overlays, output_dir / OVERLAY_FOLDER, device)
+    ):
         files[f"overlay_{index}"] = path
     return files

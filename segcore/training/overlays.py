@@ -47,7 +47,9 @@ def write_overlays(network, dataset, count: int, folder: Path, device: torch.dev
     for index in range(min(count, len(dataset))):
         sample = dataset[index]
         prediction = network.predict(sample["image"][None].to(device))[0].cpu().numpy()
-        panel = overlay_panel(np.asarray(dataset.arrays.images[index]), np.asarray(dataset.arrays.masks[index]), prediction)
+        panel = overlay_panel(
+            np.asarray(dataset.arrays.images[index]), np.asarray(dataset.arrays.masks[index]), prediction
+        )
         name = dataset.arrays.ids[index].replace("/", "_").replace("@", "_")
         path = folder / f"{index:02d}_{name}.png"
         Image.fromarray(panel).save(path)
