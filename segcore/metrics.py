@@ -1,4 +1,4 @@
-"""Segmentation metrics over a whole split, and the metric keys shared by every component.
+"""Segmentation metrics over a whole split.
 
 The study's metric is the foreground IoU accumulated over the split: the true
 positive, false positive and false negative pixels of every image are summed
@@ -12,25 +12,20 @@ import segmentation_models_pytorch as smp
 import torch
 from torch import Tensor
 
-# Metric keys, as reported by the training loop and recorded by the sweep.
-EPOCH = "epoch"
-LEARNING_RATE = "lr"
-TRAIN_LOSS = "train/loss"
-TRAIN_CE = "train/ce"
-TRAIN_MSE = "train/app_mse"
-VAL_LOSS = "val/loss"
-BEST_EPOCH = "best/epoch"
-BEST_VAL_IOU = "best/val_iou"
-SPLIT_METRICS = ("iou", "dice", "accuracy", "mean_image_iou")
-
-
-def metric_key(split: str, name: str) -> str:
-    """Return the key of metric ``name`` on ``split``, e.g. ``val/iou``."""
-    return f"{split}/{name}"
-
-
-VAL_IOU = metric_key("val", "iou")
-TEST_IOU = metric_key("test", "iou")
+from segcore.metric_keys import (  # noqa: F401 - re-exported: callers import the keys from here too.
+    BEST_EPOCH,
+    BEST_VAL_IOU,
+    EPOCH,
+    LEARNING_RATE,
+    SPLIT_METRICS,
+    TEST_IOU,
+    TRAIN_CE,
+    TRAIN_LOSS,
+    TRAIN_MSE,
+    VAL_IOU,
+    VAL_LOSS,
+    metric_key,
+)
 
 
 class SplitMetrics:

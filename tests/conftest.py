@@ -66,8 +66,24 @@ def sweep_command(*args: str) -> list[str]:
 
 
 def sweep_environment() -> dict[str, str]:
-    """Return the environment for sweep subprocesses: no telemetry, no Hub access."""
-    return {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1"}
+    """Return the environment for sweep subprocesses: no telemetry, no Hub access.
+
+    ``MLFLOW_TRACKING_URI`` is left out, so a sweep records into ``mlflow.db``
+    of its working folder unless the test passes ``--tracking-uri``.
+    """
+    environment = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
+    return {**environment, "MLFLOW_DISABLE_TELEMETRY": "true", "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1"}
+
+
+@pytest.fixture(autouse=True)
+def restore_tracking_uri():
+    """Undo the ``MLFLOW_TRACKING_URI`` that ``mlflow.set_tracking_uri`` also sets for the process."""
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if saved is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = saved
 
 
 def run_sweep(workdir: Path, *args: str, timeout: float = 900):

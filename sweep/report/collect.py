@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
-from segcore.metrics import TEST_IOU, VAL_IOU
+from segcore.metric_keys import TEST_IOU, VAL_IOU
 from sweep import tracking
 from sweep.report.errors import ReportError
 from sweep.report.search import ERROR, RUN_ID, STATUS, STOPPED_EARLY, TEST_IOU_COLUMN, iterate_runs, read_rows
