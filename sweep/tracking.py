@@ -200,12 +200,15 @@ def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float],
     client.log_batch(run_id, metrics=batch)
 
 
-def end_run(client: MlflowClient, run_id: str, status: str, error: BaseException | None = None) -> None:
-    """Set the final status of a run, storing the end of the error's traceback as a tag."""
+def end_run(
+    client: MlflowClient, run_id: str, status: str, error: BaseException | None = None, advice: str = ""
+) -> None:
+    """Set the final status of a run, storing ``advice`` and the end of the error's traceback as a tag."""
     tags = []
     if error is not None:
         text = "".join(traceback.format_exception(error))
-        tags.append(RunTag(ERROR_TAG, text[-MAX_TAG_LENGTH:]))
+        text = f"{advice}\n{text[-(MAX_TAG_LENGTH - len(advice) - 1) :]}" if advice else text[-MAX_TAG_LENGTH:]
+        tags.append(RunTag(ERROR_TAG, text))
     if tags:
         client.log_batch(run_id, tags=tags)
     client.set_terminated(run_id, status=status)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import torch
 from mlflow import MlflowClient
 from ray import tune
 
@@ -161,6 +162,15 @@ def run_trial(config: dict[str, Any], context: SweepContext) -> None:
         # Tune stops a trial (early stopping, end of the sweep) by exiting its thread.
         client.set_tag(run_id, tracking.STOPPED_EARLY_TAG, "true")
         tracking.end_run(client, run_id, "FINISHED")
+        raise
+    except torch.cuda.OutOfMemoryError as error:
+        advice = (
+            f"CUDA ran out of memory in trial {trial_id} ({context.extra_tags.get(tracking.RESOURCES_TAG, '')}). "
+            "Trials that share a GPU through fractional --gpus-per-trial have no memory limit between them: "
+            "give each trial a larger GPU fraction, or lower batch_size with --set batch_size=N."
+        )
+        logger.error(advice)
+        tracking.end_run(client, run_id, "FAILED", error, advice)
         raise
     except BaseException as error:
         tracking.end_run(client, run_id, "FAILED", error)

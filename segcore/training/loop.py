@@ -190,6 +190,57 @@ def _write_history(path: Path, history: list[dict[str, float]]) -> None:
         writer.writerows(history)
 
 
+@dataclass
+class TrainingParts:
+    """The trainable pieces of a run: the network, the optional APP head, their optimisers and the schedule."""
+
+    network: SegmentationNetwork
+    app: AutoencoderPostProcessing | None
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    app_optimizer: torch.optim.Optimizer | None
+
+    @property
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        """The optimisers stepped after every batch."""
+        return [self.optimizer] + ([self.app_optimizer] if self.app_optimizer is not None else [])
+
+    @property
+    def modules(self) -> dict[str, object]:
+        """Everything with a state dict that a checkpoint stores, by name."""
+        return {
+            "network": self.network,
+            "app": self.app,
+            "optimizer": self.optimizer,
+            "app_optimizer": self.app_optimizer,
+            "scheduler": self.scheduler,
+        }
+
+
+def build_training_parts(
+    config: TrainConfig, channels: int, width: int, device: torch.device, channels_last: bool
+) -> TrainingParts:
+    """Build the network (seeded), the APP head for inputs ``width`` pixels wide, Adam and the cosine schedule."""
+    torch.manual_seed(config.seed)
+    network = build_model(
+        arch=config.arch,
+        encoder=config.encoder,
+        in_channels=channels,
+        encoder_weights=config.encoder_weights,
+        encoder_depth=config.encoder_depth,
+        decoder_channels=config.decoder_channels,
+        decoder_attention=config.decoder_attention,
+        weights_cache=config.weights_cache,
+    ).to(device)
+    if channels_last:
+        network = network.to(memory_format=torch.channels_last)
+    app = AutoencoderPostProcessing(width, config.app).to(device) if config.app != "none" else None
+    optimizer = torch.optim.Adam(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.cosine_t_max, eta_min=config.lr_min)
+    app_optimizer = torch.optim.Adam(app.parameters(), lr=config.app_lr) if app is not None else None
+    return TrainingParts(network, app, optimizer, scheduler, app_optimizer)
+
+
 def train_and_evaluate(
     config: TrainConfig,
     report: Report | None = None,
@@ -242,31 +293,9 @@ def train_and_evaluate(
     )
 
     # Model and optimisers
-    torch.manual_seed(config.seed)
-    network = build_model(
-        arch=config.arch,
-        encoder=config.encoder,
-        in_channels=data.channels,
-        encoder_weights=config.encoder_weights,
-        encoder_depth=config.encoder_depth,
-        decoder_channels=config.decoder_channels,
-        decoder_attention=config.decoder_attention,
-        weights_cache=config.weights_cache,
-    ).to(device)
-    if channels_last:
-        network = network.to(memory_format=torch.channels_last)
-    app = AutoencoderPostProcessing(data.image_shape[1], config.app).to(device) if config.app != "none" else None
-    optimizer = torch.optim.Adam(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.cosine_t_max, eta_min=config.lr_min)
-    app_optimizer = torch.optim.Adam(app.parameters(), lr=config.app_lr) if app is not None else None
-    optimizers = [optimizer] + ([app_optimizer] if app_optimizer is not None else [])
-    modules = {
-        "network": network,
-        "app": app,
-        "optimizer": optimizer,
-        "app_optimizer": app_optimizer,
-        "scheduler": scheduler,
-    }
+    parts = build_training_parts(config, data.channels, data.image_shape[1], device, channels_last)
+    network, app, optimizer, scheduler = parts.network, parts.app, parts.optimizer, parts.scheduler
+    optimizers, modules = parts.optimizers, parts.modules
 
     state = TrainingState()
     if resume_from is not None:
