@@ -3,7 +3,8 @@
 Runs ``python -m sweep.run --space smoke`` on a data root in a fresh folder,
 reads each trial's wall time from its MLflow run (start to end), then trains the
 same trial configurations one after another with ``train_and_evaluate`` alone,
-with the decoded-sample cache already warm in both cases. Prints the sweep's wall
+with one torch thread as a one-CPU trial of the sweep has, and with the
+decoded-sample cache already warm in both cases. Prints the sweep's wall
 time, the mean time per trial in each setting and their ratio, with the machine.
 
     python benchmarks/sweep_overhead.py --data-root ../shared/data
@@ -20,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
 from mlflow import MlflowClient
 
 from segcore.training.config import TrainConfig
@@ -49,7 +51,7 @@ def run_sweep(workdir: Path, data_root: str | None, overrides: list[str]) -> flo
         "--cache-dir",
         str(workdir / "cache"),
     ]
-    command += ["--data-root", data_root] if data_root else []
+    command += ["--data-root", str(Path(data_root).resolve())] if data_root else []
     for override in overrides:
         command += ["--set", override]
     environment = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "RAY_USAGE_STATS_ENABLED": "0"}
@@ -74,6 +76,7 @@ def direct_seconds(workdir: Path, data_root: str | None, overrides: list[str]) -
     datasets = {config["dataset"]: context.dataset(config["dataset"]) for config in configs}
     sweep_context = SweepContext("direct", "smoke", "grid", "", "", "", datasets, cache_dir=str(workdir / "cache"))
     seconds = []
+    torch.set_num_threads(1)  # a smoke trial gets one CPU, and Ray sets OMP_NUM_THREADS to match
     for config in configs:
         train_config: TrainConfig = build_train_config(config, sweep_context)
         started = time.perf_counter()
