@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from machine import cpu_model  # benchmarks/machine.py, beside this script
+
 REPOSITORY = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_ROOT = REPOSITORY.parent / "shared" / "data"
 
@@ -75,17 +77,6 @@ def time_process(settings: dict[str, Any]) -> dict[str, Any]:
     timings = json.loads(result.stdout.strip().splitlines()[-1])
     timings["process_s"] = wall
     return timings
-
-
-def cpu_model() -> str:
-    """Return the CPU model name from /proc/cpuinfo, or the platform's processor string."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def machine_lines() -> list[str]:

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+from machine import cpu_model  # benchmarks/machine.py, beside this script
 from mlflow import MlflowClient
 
 from segcore.training.config import TrainConfig
@@ -30,13 +31,6 @@ from sweep import tracking
 from sweep.dry_run import sample_trial_configs
 from sweep.spaces import SpaceContext, apply_overrides, load_space, parse_override
 from sweep.trainable import SweepContext, build_train_config
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def run_sweep(workdir: Path, data_root: str | None, overrides: list[str]) -> float:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from machine import cpu_model  # benchmarks/machine.py, beside this script
 
 from segcore.data.config import DataConfig
 from segcore.data.dataset import build_datasets, build_loader
@@ -58,17 +59,6 @@ class Measurement:
     images_per_second: float
     timing: str
     workers: int | None = None
-
-
-def cpu_model() -> str:
-    """Return the CPU model name from /proc/cpuinfo, or the platform's processor string."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def machine_lines() -> list[str]:

@@ -11,7 +11,7 @@ import argparse
 import logging
 import sys
 
-from segcore.models.weights import EncoderWeightsError, fetch_encoder_weights
+from segcore.models.weights import fetch_all
 from sweep.dry_run import sample_trial_configs
 from sweep.spaces import SearchSpace, SpaceContext, SpaceError, available_spaces, load_space
 
@@ -40,13 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     if not encoders:
         print(f"space {args.space} uses no pretrained encoder weights")
         return 0
-    for encoder in encoders:
-        try:
-            path = fetch_encoder_weights(encoder, args.cache_dir)
-        except EncoderWeightsError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 1
-        print(f"{encoder}: {path}")
+    status = fetch_all(encoders, args.cache_dir)
+    if status:
+        return status
     print(f"done; on the workers set SEGSWEEP_WEIGHTS_DIR={args.cache_dir}")
     return 0
 

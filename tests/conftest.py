@@ -40,15 +40,14 @@ def session_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("segsweep-cache")
 
 
-@pytest.fixture
-def tiny_settings(shared_data, session_cache) -> dict:
-    """Flat settings of a seconds-long CPU run: 12 nuclei images at 64 px, 2 epochs, no pretrained weights."""
+def tiny_run_settings(shared_data: Path, cache: Path) -> dict:
+    """Return flat settings of a seconds-long CPU run: 12 nuclei images at 64 px, 2 epochs, no pretrained weights."""
     return {
         "layout": "folder",
         "root": str(shared_data / NUCLEI),
         "image_size": 64,
         "max_images": 12,
-        "cache_dir": str(session_cache),
+        "cache_dir": str(cache),
         "encoder_weights": None,
         "epochs": 2,
         "batch_size": 4,
@@ -56,6 +55,12 @@ def tiny_settings(shared_data, session_cache) -> dict:
         "device": "cpu",
         "overlays": 1,
     }
+
+
+@pytest.fixture
+def tiny_settings(shared_data, session_cache) -> dict:
+    """The settings of :func:`tiny_run_settings` with the session's cache."""
+    return tiny_run_settings(shared_data, session_cache)
 
 
 def sweep_command(*args: str) -> list[str]:

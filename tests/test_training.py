@@ -25,6 +25,7 @@ from segcore.training.loop import (
     resolve_device,
     train_one_epoch,
 )
+from tests.conftest import tiny_run_settings
 
 CPU = torch.device("cpu")
 
@@ -58,20 +59,8 @@ class Run:
 
 @pytest.fixture(scope="module")
 def settings(shared_data, session_cache) -> dict:
-    """The tiny_settings run of conftest (12 nuclei images, 64 px, 2 epochs), at module scope so runs can be shared."""
-    return {
-        "layout": "folder",
-        "root": str(shared_data / "dsb2018_fluo_nuclei"),
-        "image_size": 64,
-        "max_images": 12,
-        "cache_dir": str(session_cache),
-        "encoder_weights": None,
-        "epochs": 2,
-        "batch_size": 4,
-        "workers": 0,
-        "device": "cpu",
-        "overlays": 1,
-    }
+    """The tiny run settings of conftest, at module scope so runs can be shared."""
+    return tiny_run_settings(shared_data, session_cache)
 
 
 @pytest.fixture(scope="module")

@@ -122,9 +122,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for encoder in args.encoders:
+    return fetch_all(args.encoders, args.cache_dir)
+
+
+def fetch_all(encoders: list[str], cache_dir: str | Path | None) -> int:
+    """Download the ImageNet weights of ``encoders``, printing each file; return a command exit status."""
+    for encoder in encoders:
         try:
-            path = fetch_encoder_weights(encoder, args.cache_dir)
+            path = fetch_encoder_weights(encoder, cache_dir)
         except EncoderWeightsError as error:
             print(f"error: {error}", file=sys.stderr)
             return 1

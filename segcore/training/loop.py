@@ -105,6 +105,15 @@ def default_workers() -> int:
     return min(4, torch.get_num_threads() // 2) if torch.get_num_threads() > 2 else 0
 
 
+def _to_device(batch: dict, device: torch.device, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move a batch's images ``(B, C, H, W)`` and masks ``(B, H, W)`` to ``device``."""
+    images = batch["image"].to(device, non_blocking=True)
+    masks = batch["mask"].to(device, non_blocking=True)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, masks
+
+
 def train_one_epoch(
     network: nn.Module,
     app: nn.Module | None,
@@ -129,10 +138,7 @@ def train_one_epoch(
     samples = 0
     batches = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not progress, unit="batch")
     for step, batch in enumerate(batches, start=1):
-        images = batch["image"].to(device, non_blocking=True)
-        masks = batch["mask"].to(device, non_blocking=True)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
+        images, masks = _to_device(batch, device, channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             logits = network(images)
             ce = weighted_cross_entropy(logits.float(), masks, class_weights)
@@ -166,10 +172,7 @@ def evaluate(
     split_metrics = SplitMetrics()
     loss_sum, samples = 0.0, 0
     for batch in loader:
-        images = batch["image"].to(device, non_blocking=True)
-        masks = batch["mask"].to(device, non_blocking=True)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
+        images, masks = _to_device(batch, device, channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             logits = network(images)
         loss_sum += weighted_cross_entropy(logits.float(), masks, class_weights).item() * images.shape[0]
