@@ -21,7 +21,7 @@ from segcore.data.layouts.detect import detect_layout
 
 DATA_ROOT_VARIABLE = "SEGSWEEP_DATA_ROOT"
 
-# Where each dataset of the study can be obtained; shown when one is missing.
+# Download sources of the study's datasets, shown when one is missing.
 STUDY_SOURCES = {
     "isic2017": "https://challenge.isic-archive.com/data/#2017 (public, CC-0)",
     "dermofit": "https://licensing.edinburgh-innovations.ed.ac.uk/product/dermofit-image-library (licensed)",
@@ -96,7 +96,7 @@ def resolve_dataset(name: str, data_root: Path | None, overrides: dict[str, Path
 
 
 def discover_datasets(data_root: Path) -> list[str]:
-    """Return the names of the sub-folders of ``data_root`` whose layout can be told."""
+    """Return the names of the sub-folders of ``data_root`` whose layout can be detected."""
     names = []
     for folder in sorted(p for p in data_root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         try:

@@ -1,4 +1,4 @@
-"""What ``--dry-run`` prints: trials per axis, the total, and the first trial configs."""
+"""The ``--dry-run`` summary: trials per axis, the total, and the first trial configs."""
 
 from __future__ import annotations
 

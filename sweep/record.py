@@ -40,7 +40,7 @@ def sweep_folder(storage_path: str, name: str) -> str:
 
 
 def write_record(storage_path: str, record: SweepRecord) -> None:
-    """Write the record into the sweep's folder (local path or any URI pyarrow knows)."""
+    """Write the record into the sweep's folder (local path or any URI that pyarrow supports)."""
     filesystem, path = pyarrow.fs.FileSystem.from_uri(sweep_folder(storage_path, record.name))
     filesystem.create_dir(path, recursive=True)
     with filesystem.open_output_stream(f"{path}/{RECORD_FILE}") as stream:

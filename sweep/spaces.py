@@ -79,7 +79,7 @@ class SearchSpace:
 
 @dataclass
 class SpaceContext:
-    """What a space's ``build`` function may ask about the machine and the data.
+    """Facts about the machine and the data that a space's ``build`` function can use.
 
     Attributes:
         data_root: Folder holding one sub-folder per dataset, or ``None``.

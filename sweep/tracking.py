@@ -69,7 +69,7 @@ def sqlite_path(uri: str) -> Path | None:
 
 
 def check_tracking_uri(uri: str, timeout_s: float = 10.0) -> None:
-    """Check that the tracking store at ``uri`` answers; raise a clear error if not.
+    """Check that the tracking store at ``uri`` responds; raise a clear error if not.
 
     Raises:
         TrackingError: for an unreachable server, a SQLite file in a missing
@@ -81,7 +81,7 @@ def check_tracking_uri(uri: str, timeout_s: float = 10.0) -> None:
         try:
             with urllib.request.urlopen(health, timeout=timeout_s) as response:
                 if response.status != 200:
-                    raise TrackingError(f"MLflow server {uri} answered {response.status} on /health")
+                    raise TrackingError(f"MLflow server {uri} returned status {response.status} on /health")
         except (urllib.error.URLError, OSError) as error:
             raise TrackingError(
                 f"MLflow tracking server {uri} is unreachable ({error}). Start it, fix --tracking-uri, "

@@ -39,7 +39,7 @@ class InjectedFailure(RuntimeError):
 
 @dataclass(frozen=True)
 class SweepContext:
-    """What every trial of a sweep shares, passed once by the driver.
+    """Settings that every trial of a sweep shares, passed once by the driver.
 
     Attributes:
         datasets: Resolved datasets by name.

@@ -48,7 +48,7 @@ class ClusterError(RuntimeError):
 
 @dataclass(frozen=True)
 class StudyResult:
-    """What the driver keeps of a finished study: trial ids with their final status."""
+    """Final status of every trial of a finished study, kept by the driver."""
 
     name: str
     statuses: dict[str, str]
@@ -87,7 +87,7 @@ def alive_nodes() -> list[dict[str, Any]]:
 
 
 def filesystem_type(path: Path) -> str:
-    """Return the type of the filesystem that holds ``path`` (Linux ``/proc/mounts``), or ``unknown``."""
+    """Return the type of the filesystem that contains ``path`` (Linux ``/proc/mounts``), or ``unknown``."""
     path = path.resolve()
     best, fstype = "", "unknown"
     try:
@@ -126,7 +126,7 @@ def check_storage(storage_path: str, node_count: int, shared: bool) -> None:
 
 
 def check_resources(cluster: Mapping[str, float], per_trial: Mapping[str, float]) -> None:
-    """Raise when one trial asks for more CPUs or GPUs than the whole cluster has."""
+    """Raise when one trial requests more CPUs or GPUs than the whole cluster has."""
     for key, name in (("cpu", "CPU"), ("gpu", "GPU")):
         wanted = float(per_trial.get(key, 0))
         if wanted > cluster.get(name, 0):

@@ -24,7 +24,7 @@ def default_cache_dir() -> Path:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where a dataset is and how it becomes training samples.
+    """Location of a dataset and the steps that turn it into training samples.
 
     Attributes:
         dataset: Name shown in logs, tables and cache folders; defaults to the

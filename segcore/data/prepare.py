@@ -2,7 +2,7 @@
 
 The flow is: layout reader -> records -> subset -> split -> decode and check
 each pair -> resize -> tile -> stack per split -> cache entry. The cache entry
-holds ``<split>_images.npy`` ``(N, H, W, C)`` (``uint8`` or ``uint16``, before
+contains ``<split>_images.npy`` ``(N, H, W, C)`` (``uint8`` or ``uint16``, before
 normalisation), ``<split>_masks.npy`` ``(N, H, W)`` ``uint8`` {0, 1} and
 ``meta.json`` with the sample ids and the pixel statistics of every split.
 """

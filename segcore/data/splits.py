@@ -5,7 +5,7 @@ always land in the same split. Within each stratum (a lesion class, or the
 whole dataset) the groups are shuffled with the split seed and handed out one
 by one to the split that is furthest below its target share of samples. The
 split seed is independent of the training seed, so every training seed of a
-sweep sees the same split.
+sweep uses the same split.
 """
 
 from __future__ import annotations

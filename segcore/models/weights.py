@@ -103,7 +103,7 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise EncoderWeightsError(f"encoder weights file {path} holds a {type(state).__name__}, not a state dict")
+        raise EncoderWeightsError(f"encoder weights file {path} contains a {type(state).__name__}, not a state dict")
     return state
 
 

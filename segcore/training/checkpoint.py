@@ -67,11 +67,11 @@ def load_checkpoint(folder: Path, modules: dict[str, Any]) -> TrainingState:
     """Restore ``modules`` and the RNG states from ``folder`` and return the training state.
 
     Raises:
-        FileNotFoundError: when ``folder`` holds no checkpoint.
+        FileNotFoundError: when ``folder`` contains no checkpoint.
     """
     path = Path(folder) / CHECKPOINT_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}; pass the folder that holds {CHECKPOINT_FILE}")
+        raise FileNotFoundError(f"no checkpoint at {path}; pass the folder that contains {CHECKPOINT_FILE}")
     payload = torch.load(path, map_location="cpu", weights_only=False)
     for name, module in modules.items():
         if module is None:

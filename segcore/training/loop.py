@@ -3,7 +3,7 @@
 The function reads top to bottom as config -> data -> model -> loop -> metrics.
 Each epoch it trains, validates and calls ``report(metrics, checkpoint_dir)``;
 the weights with the best validation IoU are tested after the last epoch and
-their test metrics are part of the last report. Nothing here knows about Ray
+their test metrics are part of the last report. Nothing here imports Ray
 or MLflow: the callback decides where metrics and checkpoints go.
 """
 
@@ -53,7 +53,7 @@ class NonFiniteLossError(FloatingPointError):
 
 @dataclass
 class TrainResult:
-    """What a finished run returns.
+    """The outcome of a finished run.
 
     Attributes:
         metrics: The last report: last epoch's metrics plus ``test/*``.

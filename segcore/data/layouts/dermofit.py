@@ -1,6 +1,6 @@
 """The ``dermofit`` layout: one folder per lesion class, one folder per lesion.
 
-``ROOT/<class>/<lesion id>/<lesion id>.png`` holds the photograph and
+``ROOT/<class>/<lesion id>/<lesion id>.png`` contains the photograph and
 ``<lesion id>mask.png`` its mask, as in the Dermofit Image Library
 (classes AK, BCC, DF, IEC, MEL, ML, PYO, SCC, SK, VASC). The split is 70/10/20,
 stratified by class, from the split seed.
