@@ -133,3 +133,9 @@ def test_fetch_weights_lists_paper_grid_encoders():
         "resnet101",
     ]
     assert pretrained_encoders(load_space("smoke", SpaceContext())) == []
+
+
+def test_wrong_setting_type_reported(workdir, capsys):
+    code, _, err = run_cli(capsys, "--space", "smoke", "--set", "epochs=abc", "--cache-dir", str(workdir / "cache"))
+    assert code == 2
+    assert "epochs must be an integer, got 'abc'" in err

@@ -93,7 +93,7 @@ def test_weights_unreadable_file(tmp_path):
 def test_weights_file_not_state_dict(tmp_path):
     path = tmp_path / "tensor.pth"
     torch.save(torch.zeros(3), path)
-    with pytest.raises(EncoderWeightsError, match="holds a Tensor, not a state dict"):
+    with pytest.raises(EncoderWeightsError, match="contains a Tensor, not a state dict"):
         build_model("unet", "resnet18", encoder_weights=str(path))
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from segcore.config_types import check_field_types
 from segcore.data.errors import DataError
 from segcore.data.layouts import get_layout
 
@@ -65,6 +66,7 @@ class DataConfig:
     cache_dir: str | None = None
 
     def __post_init__(self) -> None:
+        check_field_types(self, DataError)
         layout = get_layout(self.layout)
         object.__setattr__(self, "layout_options", layout.resolve_options(dict(self.layout_options)))
         object.__setattr__(self, "resize_steps", tuple(int(side) for side in self.resize_steps))

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from segcore.config_types import check_field_types
 from segcore.data.class_weights import SCHEMES
 from segcore.data.config import DataConfig
 from segcore.models.app import APP_SETTINGS
@@ -75,6 +76,7 @@ class TrainConfig:
     overlays: int = 4
 
     def __post_init__(self) -> None:
+        check_field_types(self, ConfigError)
         object.__setattr__(self, "decoder_channels", tuple(int(c) for c in self.decoder_channels))
         if not isinstance(self.class_weights, str):
             object.__setattr__(self, "class_weights", tuple(float(w) for w in self.class_weights))
