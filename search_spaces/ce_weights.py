@@ -89,7 +89,12 @@ def build(context: SpaceContext) -> SearchSpace:
         def scheduler(param_space):
             epochs = int(param_space["epochs"])
             return ASHAScheduler(
-                time_attr="epoch", max_t=epochs, grace_period=max(1, min(5, epochs // 4)), reduction_factor=3
+                time_attr="epoch",
+                max_t=epochs,
+                grace_period=max(1, min(5, epochs // 4)),
+                reduction_factor=3,
+                # A trial that reaches the last epoch finishes by itself, so it logs its test metrics and model.
+                stop_last_trials=False,
             )
 
         param_space = {

@@ -22,11 +22,19 @@ def sample_trial_configs(space: SearchSpace) -> Iterator[dict[str, Any]]:
             yield {key: _sample(value) for key, value in config.items()}
 
 
+def describe_distribution(value: Any) -> str:
+    """Return a Tune distribution as text, e.g. ``log-uniform 0.25 to 64``."""
+    sampler = type(value.get_sampler()).__name__.strip("_").lower()
+    kind = {"loguniform": "log-uniform"}.get(sampler, sampler)
+    low, high = getattr(value, "lower", None), getattr(value, "upper", None)
+    return f"{kind} {low:g} to {high:g}" if low is not None and high is not None else kind
+
+
 def _format_value(value: Any) -> str:
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k}={_format_value(v)}" for k, v in value.items()) + "}"
     if is_sampled(value):
-        return f"sampled from {value.__class__.__name__.lower()} {getattr(value, 'lower', '')}..{getattr(value, 'upper', '')} ({type(value.get_sampler()).__name__})"
+        return f"<{describe_distribution(value)}>"
     return json.dumps(value) if not isinstance(value, str) else value
 
 
@@ -58,9 +66,8 @@ def describe_space(space: SearchSpace, shown: int = SHOWN_TRIALS) -> str:
         }
         lines.append("  constants: " + ", ".join(f"{k}={_format_value(v)}" for k, v in constants.items()))
     lines.append(f"\ntotal: {total} trials")
-    lines.append(f"first {shown} trials:")
-    for index, config in enumerate(sample_trial_configs(space)):
-        if index >= shown:
-            break
+    configs = [config for study in space.studies for config in iter_grid(study)]
+    lines.append(f"first {min(shown, len(configs))} of {len(configs)} trial configs (<...>: drawn by the search):")
+    for index, config in enumerate(configs[:shown]):
         lines.append(f"  {index + 1}. " + " ".join(f"{k}={_format_value(v)}" for k, v in config.items()))
     return "\n".join(lines)

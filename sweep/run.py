@@ -14,6 +14,7 @@ import argparse
 import logging
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from segcore.data.errors import DataError
 from segcore.data.prepare import prepare_dataset
 from segcore.models.factory import check_encoder_weights
 from segcore.models.weights import EncoderWeightsError
-from segcore.training.config import ConfigError
+from segcore.training.config import ConfigError, TrainConfig
 from sweep import tracking, tuning
 from sweep.datasets import DATA_ROOT_VARIABLE, DatasetSpec, resolve_data_root
 from sweep.dry_run import describe_space, sample_trial_configs
@@ -39,7 +40,7 @@ from sweep.spaces import (
     parse_override,
     seeds_per_cell,
 )
-from sweep.trainable import SweepContext
+from sweep.trainable import SweepContext, build_train_config
 
 logger = logging.getLogger("sweep.run")
 
@@ -80,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=[V1,V2]",
         help="make KEY a grid axis over a JSON list, e.g. seed=[0,1,2] (repeatable)",
+    )
+    what.add_argument(
+        "--num-samples", type=int, metavar="N", help="trials per study of a model-based search, or repeats of a grid"
     )
     what.add_argument(
         "--dry-run",
@@ -167,13 +171,23 @@ def _resume_settings(args: argparse.Namespace, storage_path: str) -> SweepRecord
 
 
 def _new_record(
-    args: argparse.Namespace, context: SpaceContext, overrides: dict[str, Any], tracking_uri: str
+    args: argparse.Namespace,
+    space: SearchSpace,
+    context: SpaceContext,
+    overrides: dict[str, Any],
+    tracking_uri: str,
+    storage_path: str,
 ) -> SweepRecord:
-    name = args.name or f"{Path(args.space).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = args.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if read_record(storage_path, name) is not None:
+        raise SpaceError(
+            f"sweep {name!r} already exists under {storage_path}; pass --resume to continue it, "
+            "or choose another --name for a new sweep"
+        )
     return SweepRecord(
         name=name,
         space=args.space,
-        experiment=args.experiment or Path(args.space).stem,
+        experiment=args.experiment or space.name,
         tracking_uri=tracking_uri,
         data_root=str(context.data_root) if context.data_root else None,
         dataset_paths={key: str(value) for key, value in context.dataset_paths.items()},
@@ -184,24 +198,44 @@ def _new_record(
 
 
 def resolve_datasets(space: SearchSpace, context: SpaceContext) -> dict[str, DatasetSpec]:
-    """Resolve every dataset the space's trials name; raise for a missing one before anything starts."""
+    """Resolve every dataset the space's trials name; raise one error listing every missing one."""
+    names = sorted({config["dataset"] for config in sample_trial_configs(space) if "dataset" in config})
+    datasets, problems = {}, []
+    for name in names:
+        try:
+            datasets[name] = context.dataset(name)
+        except DataError as error:
+            problems.append(str(error))
+    if problems:
+        raise DataError("\n".join(problems))
+    return datasets
+
+
+def placeholder_datasets(space: SearchSpace) -> dict[str, DatasetSpec]:
+    """Synthetic stand-ins for every dataset a space names, to check its settings where the data is absent."""
     names = {config["dataset"] for config in sample_trial_configs(space) if "dataset" in config}
-    return {name: context.dataset(name) for name in sorted(names)}
+    return {
+        name: DatasetSpec(name=name, layout="synthetic", root=None, layout_options={"kind": "nuclei"}) for name in names
+    }
 
 
-def prepare_data(space: SearchSpace, context: SpaceContext, sweep_context: SweepContext) -> int:
-    """Validate every trial config and prepare each distinct dataset once, on this machine."""
-    from sweep.trainable import build_train_config
+def validate_trial_configs(space: SearchSpace, sweep_context: SweepContext) -> list[TrainConfig]:
+    """Return the typed config of every grid point; raise for an unknown setting or a value of the wrong type."""
+    return [build_train_config(config, sweep_context) for config in sample_trial_configs(space)]
 
-    data_configs, weights = {}, {}
-    for config in sample_trial_configs(space):
-        train_config = build_train_config(config, sweep_context)
-        data_configs[repr(train_config.data)] = train_config.data
-        if train_config.encoder_weights is not None:
-            weights[(train_config.encoder, train_config.encoder_weights)] = train_config.weights_cache
-    for (encoder, encoder_weights), cache in weights.items():
-        # Fails here, before any trial, when weights are neither cached nor downloadable.
+
+def check_weights(train_configs: list[TrainConfig]) -> None:
+    """Raise now, before any trial, when encoder weights are neither cached nor downloadable."""
+    requested = {
+        (c.encoder, c.encoder_weights, c.weights_cache) for c in train_configs if c.encoder_weights is not None
+    }
+    for encoder, encoder_weights, cache in requested:
         check_encoder_weights(encoder, encoder_weights, cache)
+
+
+def prepare_data(train_configs: list[TrainConfig]) -> int:
+    """Prepare each distinct dataset preparation once, on this machine; return how many there are."""
+    data_configs = {repr(config.data): config.data for config in train_configs}
     for data_config in data_configs.values():
         prepared = prepare_dataset(data_config)
         logger.info("dataset %s ready: %s", data_config.dataset, {s: len(a) for s, a in prepared.splits.items()})
@@ -231,64 +265,41 @@ def run(args: argparse.Namespace) -> int:
     storage_path = (
         args.storage_path if "://" in args.storage_path else str(Path(args.storage_path).expanduser().resolve())
     )
-    if args.resume:
-        record = _resume_settings(args, storage_path)
-        args.space = record.space
-        context = SpaceContext(
-            data_root=Path(record.data_root) if record.data_root else None,
-            dataset_paths={key: Path(value) for key, value in record.dataset_paths.items()},
-            cache_dir=record.cache_dir,
-            overrides=record.overrides,
-        )
-        overrides = record.overrides
-        tracking_uri = record.tracking_uri
-    else:
-        overrides = dict(parse_override(text) for text in args.set)
-        for text in args.grid:
-            key, values = parse_override(text)
-            if not isinstance(values, list) or not values:
-                raise SpaceError(f"--grid {text!r}: the value must be a non-empty JSON list, e.g. {key}=[0,1,2]")
-            overrides[key] = {"grid_search": values}
-        context = SpaceContext(
-            data_root=resolve_data_root(args.data_root),
-            dataset_paths=_parse_dataset_paths(args.dataset),
-            cache_dir=args.cache_dir,
-            overrides=overrides,
-        )
-        tracking_uri = args.tracking_uri or tracking.default_tracking_uri()
-        record = None
-
+    record, context, overrides, tracking_uri = _sweep_settings(args, storage_path)
     space = apply_overrides(load_space(args.space, context), overrides)
-    if args.dry_run:
-        print(describe_space(space))
-        return 0
-
-    # Everything that can be wrong with the input is checked before Ray starts.
-    datasets = resolve_datasets(space, context)
-    tracking.check_tracking_uri(tracking_uri)
-    record = record or _new_record(args, context, overrides, tracking_uri)
-    client = MlflowClient(tracking_uri)
-    experiment_id = tracking.ensure_experiment(client, record.experiment, tracking_uri)
-    axes = tuple(axis_names(space))
+    if args.num_samples is not None:
+        if args.num_samples < 1:
+            raise SpaceError(f"--num-samples must be at least 1, got {args.num_samples}")
+        space = replace(space, studies=tuple(replace(study, num_samples=args.num_samples) for study in space.studies))
     base_context = SweepContext(
-        sweep_name=record.name,
+        sweep_name="",
         space_name=space.name,
         study_name="",
         tracking_uri=tracking_uri,
-        experiment_id=experiment_id,
+        experiment_id="",
         parent_run_id="",
-        datasets=datasets,
-        axes=axes,
-        cache_dir=record.cache_dir,
-        weights_cache=record.weights_dir,
+        datasets={},
+        axes=tuple(axis_names(space)),
+        cache_dir=record.cache_dir if record else args.cache_dir,
+        weights_cache=record.weights_dir if record else args.weights_dir,
         fail_once_at_epoch=args.inject_failure,
     )
-    prepared = prepare_data(space, context, base_context)
-    logger.info(
-        "%d trial configuration(s) valid; %d distinct dataset preparation(s) cached",
-        sum(1 for _ in sample_trial_configs(space)),
-        prepared,
-    )
+    if args.dry_run:
+        validate_trial_configs(space, replace(base_context, datasets=placeholder_datasets(space)))
+        print(describe_space(space))
+        return 0
+
+    # Everything that can be wrong with the input is checked before anything is created or started.
+    base_context = replace(base_context, datasets=resolve_datasets(space, context))
+    train_configs = validate_trial_configs(space, base_context)
+    check_weights(train_configs)
+    tracking.check_tracking_uri(tracking_uri)
+    record = record or _new_record(args, space, context, overrides, tracking_uri, storage_path)
+    prepared = prepare_data(train_configs)
+    logger.info("%d trial configuration(s) valid; %d dataset preparation(s) cached", len(train_configs), prepared)
+    client = MlflowClient(tracking_uri)
+    experiment_id = tracking.ensure_experiment(client, record.experiment, tracking_uri)
+    base_context = replace(base_context, sweep_name=record.name, experiment_id=experiment_id)
 
     cluster = tuning.start_ray(args.address, args.num_cpus, args.num_gpus)
     try:
@@ -304,7 +315,7 @@ def run(args: argparse.Namespace) -> int:
             tags={
                 tracking.SPACE_TAG: space.name,
                 tracking.SEEDS_TAG: str(seeds_per_cell(space)),
-                tracking.AXES_TAG: ",".join(axes),
+                tracking.AXES_TAG: ",".join(base_context.axes),
             },
             params={
                 "space": space.name,
@@ -317,9 +328,9 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"sweep {record.name}: space {space.name}, experiment {record.experiment} ({tracking_uri}), parent run {parent_run_id}"
         )
-        failed = 0
+        totals = {tuning.FINISHED: 0, tuning.FAILED: 0, tuning.UNFINISHED: 0}
         for study in space.studies:
-            study_context = _with(
+            study_context = replace(
                 base_context,
                 study_name=study.name,
                 parent_run_id=parent_run_id,
@@ -335,23 +346,75 @@ def run(args: argparse.Namespace) -> int:
                 args.max_concurrent_trials,
             )
             tracking.close_leftover_runs(client, experiment_id, parent_run_id, result.statuses)
-            failed += result.errors
-            print(
-                f"study {study.name}: {len(result.statuses) - result.errors} trial(s) finished, {result.errors} failed"
-            )
-            if result.best:
-                print(f"  best {space.metric} = {result.best[space.metric]}")
-        tracking.end_run(client, parent_run_id, "FAILED" if failed else "FINISHED")
+            for status in totals:
+                totals[status] += result.count(status)
+            _print_study(space, study.name, result)
+            if result.count(tuning.UNFINISHED):
+                break
+        parent_status = "KILLED" if totals[tuning.UNFINISHED] else "FAILED" if totals[tuning.FAILED] else "FINISHED"
+        tracking.end_run(client, parent_run_id, parent_status)
     finally:
         tuning.stop_ray()
+    if totals[tuning.UNFINISHED]:
+        print(f"interrupted: {totals[tuning.UNFINISHED]} trial(s) unfinished; continue with:")
+        print(f"  python -m sweep.run --resume --name {record.name} --storage-path {storage_path}")
     _print_next_steps(record, tracking_uri)
-    return 1 if failed else 0
+    if totals[tuning.UNFINISHED]:
+        return 130
+    return 1 if totals[tuning.FAILED] else 0
 
 
-def _with(context: SweepContext, **changes: Any) -> SweepContext:
-    from dataclasses import replace
+def _sweep_settings(args: argparse.Namespace, storage_path: str) -> tuple[SweepRecord | None, SpaceContext, dict, str]:
+    """Return the sweep record (when resuming), the space context, the overrides and the tracking URI."""
+    if args.resume:
+        record = _resume_settings(args, storage_path)
+        ignored = [
+            flag
+            for flag, value in (
+                ("--set", args.set),
+                ("--grid", args.grid),
+                ("--data-root", args.data_root),
+                ("--dataset", args.dataset),
+            )
+            if value
+        ]
+        if ignored:
+            logger.warning("ignoring %s: a resumed sweep keeps the settings saved with it", ", ".join(ignored))
+        args.space = record.space
+        context = SpaceContext(
+            data_root=Path(record.data_root) if record.data_root else None,
+            dataset_paths={key: Path(value) for key, value in record.dataset_paths.items()},
+            cache_dir=record.cache_dir,
+            overrides=record.overrides,
+        )
+        return record, context, record.overrides, record.tracking_uri
+    overrides = dict(parse_override(text) for text in args.set)
+    for text in args.grid:
+        key, values = parse_override(text)
+        if not isinstance(values, list) or not values:
+            raise SpaceError(f"--grid {text!r}: the value must be a non-empty JSON list, e.g. {key}=[0,1,2]")
+        overrides[key] = {"grid_search": values}
+    context = SpaceContext(
+        data_root=resolve_data_root(args.data_root),
+        dataset_paths=_parse_dataset_paths(args.dataset),
+        cache_dir=args.cache_dir,
+        overrides=overrides,
+    )
+    return None, context, overrides, args.tracking_uri or tracking.default_tracking_uri()
 
-    return replace(context, **changes)
+
+def _print_study(space: SearchSpace, name: str, result: tuning.StudyResult) -> None:
+    counts = ", ".join(
+        f"{result.count(status)} {label}"
+        for status, label in (
+            (tuning.FINISHED, "finished"),
+            (tuning.FAILED, "failed"),
+            (tuning.UNFINISHED, "unfinished"),
+        )
+    )
+    print(f"trials of {name}: {counts}")
+    if result.best:
+        print(f"  best {space.metric}: {result.best[space.metric]:.4f}")
 
 
 def _format_resources(resources: dict[str, float]) -> str:
@@ -374,13 +437,16 @@ def _trial_resources(
 
 def _print_next_steps(record: SweepRecord, tracking_uri: str) -> None:
     database = tracking.sqlite_path(tracking_uri)
-    ui = (
-        f"mlflow ui --backend-store-uri {tracking_uri}"
-        if database is None or database.parent != Path.cwd()
-        else "mlflow ui"
-    )
-    print(f"look at the runs:  {ui}")
-    print(f"tables and figures: python -m sweep.report --experiment {record.experiment} --tracking-uri {tracking_uri}")
+    if database is None:
+        print(f"look at the runs:   open {tracking_uri} in a browser")
+    elif database.parent == Path.cwd():
+        print("look at the runs:   mlflow ui")
+    else:
+        print(f"look at the runs:   mlflow ui --backend-store-uri {tracking_uri}")
+    report = f"python -m sweep.report --experiment {record.experiment} --sweep {record.name}"
+    if tracking_uri != tracking.default_tracking_uri():
+        report += f" --tracking-uri {tracking_uri}"
+    print(f"tables and figures: {report}")
 
 
 if __name__ == "__main__":

@@ -217,19 +217,24 @@ def end_run(
 def close_leftover_runs(
     client: MlflowClient, experiment_id: str, parent_run_id: str, statuses: Mapping[str, str]
 ) -> int:
-    """Give every child run still RUNNING the status of its trial; return how many were closed.
+    """Give each child run the status of its trial where the run does not show it yet; return how many changed.
 
     ``statuses`` maps trial ids to ``FINISHED``, ``FAILED`` or ``KILLED``; a
-    run whose trial is not listed ends ``KILLED``.
+    run whose trial is not listed ends ``KILLED``. A run still RUNNING takes its
+    trial's status. A trial cut off by Ctrl-C is ``KILLED`` even if its run was
+    closed as stopped early, since ``--resume`` continues it.
     """
     closed = 0
     for run in find_runs(client, experiment_id, {PARENT_RUN_TAG: parent_run_id}):
-        if run.info.status != RunStatus.to_string(RunStatus.RUNNING):
+        trial_id = run.data.tags.get(TRIAL_ID_TAG, "")
+        status = statuses.get(trial_id, "KILLED")
+        running = run.info.status == RunStatus.to_string(RunStatus.RUNNING)
+        cut_off = status == "KILLED" and run.info.status == "FINISHED" and STOPPED_EARLY_TAG in run.data.tags
+        if not running and not cut_off:
             continue
-        status = statuses.get(run.data.tags.get(TRIAL_ID_TAG, ""), "KILLED")
+        if cut_off:
+            client.delete_tag(run.info.run_id, STOPPED_EARLY_TAG)
         client.set_terminated(run.info.run_id, status=status)
-        logger.warning(
-            "closed MLflow run %s of trial %s as %s", run.info.run_id, run.data.tags.get(TRIAL_ID_TAG), status
-        )
+        logger.warning("closed MLflow run %s of trial %s as %s", run.info.run_id, trial_id, status)
         closed += 1
     return closed

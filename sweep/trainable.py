@@ -159,9 +159,8 @@ def run_trial(config: dict[str, Any], context: SweepContext) -> None:
                 )
         log_outputs(context.tracking_uri, run_id, result)
     except SystemExit:
-        # Tune stops a trial (early stopping, end of the sweep) by exiting its thread.
-        client.set_tag(run_id, tracking.STOPPED_EARLY_TAG, "true")
-        tracking.end_run(client, run_id, "FINISHED")
+        # Tune stops a trial (early stopping, Ctrl-C) by exiting its thread while the worker shuts
+        # down; the driver closes the run (MlflowStatusCallback), because only it knows the reason.
         raise
     except torch.cuda.OutOfMemoryError as error:
         advice = (
@@ -190,6 +189,9 @@ def log_outputs(tracking_uri: str, run_id: str, result: TrainResult) -> None:
         client.log_artifact(run_id, str(path), artifact_path)
     mlflow.set_tracking_uri(tracking_uri)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # The model is pickled on purpose (the traced pt2 format needs an input example and fixed shapes);
+    # mlflow.pytorch warns about pickle on every call.
+    logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
     with mlflow.start_run(run_id=run_id):
         mlflow.pytorch.log_model(
             result.network,

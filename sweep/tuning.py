@@ -17,6 +17,7 @@ import ray
 from mlflow import MlflowClient
 from ray import tune
 
+from segcore.metric_keys import TEST_IOU
 from sweep import tracking
 from sweep.spaces import SearchSpace, Study
 from sweep.trainable import SweepContext, run_trial
@@ -46,20 +47,38 @@ class ClusterError(RuntimeError):
     """Raised when the cluster cannot run the sweep as configured."""
 
 
+FINISHED = "FINISHED"
+FAILED = "FAILED"
+UNFINISHED = "KILLED"
+
+
 @dataclass(frozen=True)
 class StudyResult:
-    """Final status of every trial of a finished study, kept by the driver."""
+    """Final status of every trial of a study, kept by the driver.
+
+    Attributes:
+        statuses: Trial id to the MLflow run status its trial deserves:
+            ``FINISHED`` (completed or stopped early by the scheduler),
+            ``FAILED`` (out of retries), or ``KILLED`` (not done when the sweep
+            was interrupted; ``--resume`` continues it).
+        best: The best trial's config and metric, when any trial reported.
+    """
 
     name: str
     statuses: dict[str, str]
-    errors: int
     best: dict[str, Any] | None
+
+    def count(self, status: str) -> int:
+        """Return how many trials have ``status``."""
+        return sum(1 for value in self.statuses.values() if value == status)
 
 
 def start_ray(address: str | None, num_cpus: int | None = None, num_gpus: int | None = None) -> dict[str, float]:
     """Join the cluster at ``address`` or start a local one; return the cluster's resources."""
     if ray.is_initialized():
         return ray.cluster_resources()
+    # Tune warns about frequent experiment snapshots, which num_to_keep=1 checkpoints cause by design.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
     if address:
         ray.init(address=address, **options)
@@ -137,7 +156,11 @@ def check_resources(cluster: Mapping[str, float], per_trial: Mapping[str, float]
 
 
 class MlflowStatusCallback(tune.Callback):
-    """Closes a trial's MLflow run from the driver when its worker could not (killed actor, lost node)."""
+    """Closes a trial's MLflow run from the driver.
+
+    A trial stopped by the scheduler, a killed actor or a lost node cannot close
+    its own run. A run that ends without test metrics was stopped early.
+    """
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str):
         self.tracking_uri = tracking_uri
@@ -149,6 +172,8 @@ class MlflowStatusCallback(tune.Callback):
         filters = {tracking.TRIAL_ID_TAG: trial.trial_id, tracking.PARENT_RUN_TAG: self.parent_run_id}
         for run in tracking.find_runs(client, self.experiment_id, filters):
             if run.info.status == "RUNNING":
+                if status == "FINISHED" and TEST_IOU not in run.data.metrics:
+                    client.set_tag(run.info.run_id, tracking.STOPPED_EARLY_TAG, "true")
                 client.set_terminated(run.info.run_id, status=status)
                 logger.info("closed MLflow run of trial %s as %s", trial.trial_id, status)
 
@@ -210,18 +235,27 @@ def run_study(
             ),
         )
     results = tuner.fit()
-    statuses, errors = {}, 0
-    for result in results:
-        trial_id = result.metrics.get("trial_id") if result.metrics else None
-        if trial_id is None and result.path:
-            trial_id = Path(result.path).name
-        failed = result.error is not None
-        errors += failed
-        statuses[str(trial_id)] = "FAILED" if failed else "FINISHED"
+    # The statuses come from the state Tune saved, as a restore reads it: after
+    # Ctrl-C, Tune marks every trial TERMINATED in memory but saves the ones it
+    # cut off as PENDING, so that a restore continues them.
+    saved = tune.ExperimentAnalysis(experiment_path)
+    statuses = {trial.trial_id: _run_status(trial.status) for trial in saved.trials}
     best = None
     try:
-        best_result = results.get_best_result(metric=space.metric, mode=space.mode, filter_nan_and_inf=True)
-        best = {"config": best_result.config, space.metric: best_result.metrics.get(space.metric)}
-    except (RuntimeError, ValueError, KeyError):
+        # scope="all": a trial's best epoch counts, not only its last one.
+        best_result = results.get_best_result(
+            metric=space.metric, mode=space.mode, scope="all", filter_nan_and_inf=True
+        )
+        history = best_result.metrics_dataframe[space.metric]
+        best = {"config": best_result.config, space.metric: history.max() if space.mode == "max" else history.min()}
+    except (RuntimeError, ValueError, KeyError, TypeError):
         best = None
-    return StudyResult(name=study.name, statuses=statuses, errors=errors, best=best)
+    return StudyResult(name=study.name, statuses=statuses, best=best)
+
+
+def _run_status(trial_status: str) -> str:
+    if trial_status == "TERMINATED":
+        return FINISHED
+    if trial_status == "ERROR":
+        return FAILED
+    return UNFINISHED

@@ -37,7 +37,7 @@ def sweep_runs(tracking_uri: str, experiment: str) -> list:
 def test_smoke_sweep_succeeds(smoke_sweep):
     process = smoke_sweep["process"]
     assert process.returncode == 0, process.stdout[-3000:]
-    assert "study grid: 8 trial(s) finished, 0 failed" in process.stdout
+    assert "trials of grid: 8 finished, 0 failed, 0 unfinished" in process.stdout
 
 
 def test_smoke_sweep_one_parent_run(smoke_sweep):
@@ -138,7 +138,7 @@ def test_failing_trial_run_ends_failed(tmp_path):
     assert result.returncode == 1, result.stdout[-3000:]
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     runs = trial_runs(uri, "smoke")
-    assert "study grid: 0 trial(s) finished, 4 failed" in result.stdout
+    assert "trials of grid: 0 finished, 4 failed, 0 unfinished" in result.stdout
     assert len(runs) == 4
     assert {run.info.status for run in runs} == {"FAILED"}
     assert all("injected failure at epoch 1" in run.data.tags[tracking.ERROR_TAG] for run in runs)
@@ -163,9 +163,10 @@ def wait_for_mixed_statuses(uri: str, process: subprocess.Popen, timeout: float 
     raise AssertionError(f"the sweep never had finished and running trials at once (exit code {process.poll()})")
 
 
-def test_killed_driver_resumes_without_duplicates(tmp_path):
+def interrupt_midway(tmp_path, name: str, stop_signal: int) -> tuple[str, set[str]]:
+    """Start a smoke sweep, send ``stop_signal`` once trials have both finished and running; return the store."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    args = ["--space", "smoke", "--set", "epochs=3", "--name", "killed", "--cache-dir", str(tmp_path / "cache")]
+    args = ["--space", "smoke", "--set", "epochs=3", "--name", name, "--cache-dir", str(tmp_path / "cache")]
     with open(tmp_path / "first.log", "w") as log:
         driver = subprocess.Popen(
             sweep_command(*args), cwd=tmp_path, env=sweep_environment(), stdout=log, stderr=subprocess.STDOUT
@@ -173,16 +174,16 @@ def test_killed_driver_resumes_without_duplicates(tmp_path):
         try:
             wait_for_mixed_statuses(uri, driver)
         finally:
-            driver.send_signal(signal.SIGKILL)
-            driver.wait()
-    finished_before = {
+            driver.send_signal(stop_signal)
+            driver.wait(timeout=300)
+    finished = {
         run.data.tags[tracking.TRIAL_ID_TAG] for run in trial_runs(uri, "smoke") if run.info.status == "FINISHED"
     }
+    return uri, finished
 
-    resumed = run_sweep(tmp_path, "--space", "smoke", "--resume", "--name", "killed")
+
+def check_resumed(uri: str, finished_before: set[str]) -> None:
     runs = trial_runs(uri, "smoke")
-
-    assert resumed.returncode == 0, resumed.stdout[-3000:]
     assert len(runs) == 4
     assert len({run.data.tags[tracking.TRIAL_ID_TAG] for run in runs}) == 4
     assert {run.info.status for run in runs} == {"FINISHED"}
@@ -191,6 +192,41 @@ def test_killed_driver_resumes_without_duplicates(tmp_path):
         if run.data.tags[tracking.TRIAL_ID_TAG] in finished_before:
             assert run.data.tags[tracking.ATTEMPTS_TAG] == "1"
     assert len(sweep_runs(uri, "smoke")) == 1
+    assert sweep_runs(uri, "smoke")[0].info.status == "FINISHED"
+
+
+def test_killed_driver_resumes_without_duplicates(tmp_path):
+    uri, finished_before = interrupt_midway(tmp_path, "killed", signal.SIGKILL)
+    resumed = run_sweep(tmp_path, "--space", "smoke", "--resume", "--name", "killed")
+    assert resumed.returncode == 0, resumed.stdout[-3000:]
+    check_resumed(uri, finished_before)
+
+
+def test_interrupted_sweep_reports_and_resumes(tmp_path):
+    uri, finished_before = interrupt_midway(tmp_path, "stopped", signal.SIGINT)
+    first = (tmp_path / "first.log").read_text()
+    unfinished = [
+        run for run in trial_runs(uri, "smoke") if run.data.tags[tracking.TRIAL_ID_TAG] not in finished_before
+    ]
+    assert "interrupted:" in first
+    assert "python -m sweep.run --resume --name stopped" in first
+    assert {run.info.status for run in unfinished} <= {"KILLED"}
+    assert sweep_runs(uri, "smoke")[0].info.status == "KILLED"
+
+    resumed = run_sweep(tmp_path, "--space", "smoke", "--resume", "--name", "stopped")
+    assert resumed.returncode == 0, resumed.stdout[-3000:]
+    check_resumed(uri, finished_before)
+
+
+def test_existing_name_needs_resume(tmp_path):
+    (tmp_path / "sweeps" / "taken").mkdir(parents=True)
+    (tmp_path / "sweeps" / "taken" / "segsweep.json").write_text(
+        '{"name": "taken", "space": "smoke", "experiment": "smoke", "tracking_uri": "sqlite:///x.db"}'
+    )
+    result = run_sweep(tmp_path, "--space", "smoke", "--name", "taken", "--cache-dir", str(tmp_path / "cache"))
+    assert result.returncode == 2
+    assert "sweep 'taken' already exists" in result.stdout
+    assert "--resume" in result.stdout
 
 
 # A two-node cluster on this machine, with logical GPUs.

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
+from urllib.parse import urlparse
 
 import segmentation_models_pytorch as smp
 import torch
-from huggingface_hub import hf_hub_download, try_to_load_from_cache
+from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 from safetensors.torch import load_file
 
@@ -53,10 +55,35 @@ def hub_location(encoder: str, weights: str = "imagenet") -> tuple[str, str | No
     return settings[weights]["repo_id"], settings[weights].get("revision")
 
 
+def hub_reachable(timeout_s: float = 5.0) -> bool:
+    """Return whether the Hugging Face Hub accepts a TCP connection; ``False`` when ``HF_HUB_OFFLINE`` is set.
+
+    Without this check an offline machine waits through the Hub client's
+    retries (about 25 s per file) before failing.
+    """
+    if constants.HF_HUB_OFFLINE:
+        return False
+    endpoint = urlparse(constants.ENDPOINT)
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        with socket.create_connection((endpoint.hostname, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
 def fetch_encoder_weights(encoder: str, cache_dir: str | Path | None = None, weights: str = "imagenet") -> Path:
-    """Download the ``weights`` of ``encoder`` into the cache (needs network) and return the file."""
+    """Return the cached ``weights`` file of ``encoder``, downloading it into the cache first if needed."""
     repo_id, revision = hub_location(encoder, weights)
     cache = weights_cache_dir(cache_dir)
+    cached = try_to_load_from_cache(repo_id, WEIGHT_FILE, cache_dir=cache, revision=revision)
+    if isinstance(cached, str):
+        return Path(cached)
+    if not hub_reachable():
+        raise EncoderWeightsError(
+            f"failed to download {weights} weights of {encoder} from {repo_id}: the Hugging Face Hub "
+            f"({constants.ENDPOINT}) is unreachable or HF_HUB_OFFLINE is set"
+        )
     try:
         hf_hub_download(repo_id, "config.json", revision=revision, cache_dir=cache)
         path = hf_hub_download(repo_id, WEIGHT_FILE, revision=revision, cache_dir=cache)
@@ -84,9 +111,11 @@ def find_encoder_weights(encoder: str, cache_dir: str | Path | None = None, weig
     except EncoderWeightsError as error:
         where = cache or "the Hugging Face cache (HF_HUB_CACHE, default ~/.cache/huggingface/hub)"
         raise EncoderWeightsError(
-            f"{weights} weights for encoder {encoder} are not in {where} and could not be downloaded ({error.__cause__}). "
-            f"On a machine with network run '{FETCH_COMMAND} {encoder} --cache-dir DIR', copy DIR here and set "
-            f"{WEIGHTS_CACHE_VARIABLE}=DIR; or pass a local weights file as encoder_weights; or use encoder_weights=None."
+            f"{weights} weights for encoder {encoder} are not in {where} and could not be downloaded ({error.__cause__ or error}). "
+            f"On a machine with network run '{FETCH_COMMAND} {encoder} --cache-dir DIR' (for a sweep: "
+            "'python -m sweep.fetch_weights --space NAME --cache-dir DIR'), copy DIR here and set "
+            f"{WEIGHTS_CACHE_VARIABLE}=DIR. Or give a local .safetensors/.pth file as the encoder weights, or train "
+            "without pretrained weights (--encoder-weights none; in a sweep --set encoder_weights=null)."
         ) from error
 
 

@@ -190,7 +190,8 @@ def draw_figures(
         else runs.head(CURVE_RUNS)
     )
     curves = collect_curves(client, runs[RUN_ID])
-    curve_file = figures.plot_validation_curves(curves, runs, content.cell_axes, len(content.cells), CURVE_RUNS, folder)
+    most_seeds = int(runs.groupby(axes).size().max()) if axes and not runs.empty else min(len(runs), CURVE_RUNS)
+    curve_file = figures.plot_validation_curves(curves, runs, content.cell_axes, len(content.cells), most_seeds, folder)
     drawn = {"iou": iou, "heatmap": heatmaps, "curves": [curve_file] if curve_file else []}
     return {kind: [path.relative_to(out_dir) for path in paths] for kind, paths in drawn.items()}
 

@@ -210,10 +210,14 @@ def collect_curves(client: MlflowClient, run_ids: Iterable[str], key: str = VAL_
     the runs they plot.
 
     Returns:
-        One row per run and epoch with the columns ``run_id``, ``epoch`` and ``value``.
+        One row per run and epoch with the columns ``run_id``, ``epoch`` and
+        ``value``; an epoch logged twice keeps its latest value.
     """
     rows = []
     for run_id in run_ids:
         for metric in client.get_metric_history(run_id, key):
-            rows.append((run_id, metric.step, metric.value))
-    return pd.DataFrame(rows, columns=[RUN_ID, EPOCH_COLUMN, VALUE_COLUMN])
+            rows.append((run_id, metric.step, metric.timestamp, metric.value))
+    frame = pd.DataFrame(rows, columns=[RUN_ID, EPOCH_COLUMN, "timestamp", VALUE_COLUMN])
+    # A trial resumed after an interruption logs the epoch after its last checkpoint again; keep the latest.
+    frame = frame.sort_values("timestamp").drop_duplicates([RUN_ID, EPOCH_COLUMN], keep="last")
+    return frame.drop(columns="timestamp").sort_values([RUN_ID, EPOCH_COLUMN]).reset_index(drop=True)

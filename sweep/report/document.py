@@ -75,9 +75,9 @@ def summary(content: ReportContent) -> list[str]:
         f"Experiment `{sweep.experiment_name}`, space `{sweep.space or 'unknown'}`, parent run `{sweep.run_id}` ({sweep.status.lower()}).",
         f"{len(content.trials)} trial runs ({statuses}) in {len(content.cells)} cells. "
         f"A cell is one value of each of {', '.join(content.cell_axes) or 'no axis'}; its seeds are the repetitions. "
-        f"Each cell should have {content.expected_seeds} seeds (the space declares {sweep.declared_seeds}).",
+        f"Each cell should have {content.expected_seeds} seed(s) (the space declares {sweep.declared_seeds}).",
         "Statistics: mean test IoU over the seeds of a cell, standard deviation with ddof=1, and the 95% confidence interval "
-        "mean ± t(0.975, n-1)·std/√n (Student t). Failed or killed runs, and runs without a test IoU, are left out of the means and flag their cell.",
+        "mean ± t(0.975, n-1)·std/√n (Student t), clipped to [0, 1], the range of IoU. Failed or killed runs, and runs without a test IoU, are left out of the means and flag their cell.",
         f"Generated {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())} by python -m sweep.report.",
     ]
 

@@ -76,6 +76,7 @@ def plot_study_iou(cells: pd.DataFrame, out_dir: Path) -> list[Path]:
         figure = Figure(figsize=(1.0 + 3.2 * len(schemes), 0.8 + 2.8 * len(archs)), layout="constrained")
         axes = figure.subplots(len(archs), len(schemes), squeeze=False, sharey=True)
         width = 0.8 / max(len(apps), 1)
+        published_labelled = False
         for row, arch in enumerate(archs):
             for column, scheme in enumerate(schemes):
                 axis = axes[row][column]
@@ -97,13 +98,19 @@ def plot_study_iou(cells: pd.DataFrame, out_dir: Path) -> list[Path]:
                             edgecolors=line[0].get_color(),
                             zorder=3,
                         )
-                    axis.scatter(
-                        x,
-                        data[PUBLISHED],
-                        marker="x",
-                        color="grey",
-                        zorder=4,
-                        label="published" if row == column == index == 0 else None,
+                    if data[PUBLISHED].notna().any():
+                        axis.scatter(
+                            x,
+                            data[PUBLISHED],
+                            marker="x",
+                            color="grey",
+                            zorder=4,
+                            label="published" if not published_labelled else None,
+                        )
+                        published_labelled = True
+                if panel.empty:
+                    axis.text(
+                        0.5, 0.5, "not in this sweep", ha="center", va="center", transform=axis.transAxes, color="grey"
                     )
                 axis.set_xticks(np.arange(len(encoders)), encoders, rotation=30)
                 axis.set_xlim(-0.5, len(encoders) - 0.5)
@@ -190,7 +197,7 @@ def plot_heatmaps(cells: pd.DataFrame, cell_axes: Sequence[str], out_dir: Path) 
                 )
         figure.colorbar(image, ax=axis, label="mean test IoU")
         row_count = f"{len(means)} of {total} rows, highest first" if total > len(means) else f"{total} rows"
-        axis.set_title(f"{dataset or 'all datasets'}: mean test IoU over seeds ({row_count})", fontsize=10)
+        axis.set_title(f"{dataset or 'all datasets'}: mean test IoU over seeds\n({row_count})", fontsize=10)
         paths.append(_save(figure, out_dir / file_name("heatmap", dataset or "all")))
     return paths
 
@@ -241,7 +248,7 @@ def plot_validation_curves(
         axis.legend(fontsize=7)
     figure.suptitle(
         f"validation IoU per epoch: {curve_count} of {total_cells} configurations, those with the highest mean test IoU per dataset; "
-        f"line = mean over up to {runs_per_configuration} seeds, band = min to max",
+        f"line = mean over up to {runs_per_configuration} seed(s), band = min to max",
         fontsize=10,
     )
     return _save(figure, out_dir / "val_iou_curves.png")

@@ -97,7 +97,7 @@ def summarize_cells(trials: pd.DataFrame, cell_axes: Sequence[str], expected_see
         One row per cell, sorted by the cell axes, with the axis columns and
         ``runs`` (trial runs found), ``n`` (runs with a test IoU that entered
         the mean), ``expected_seeds``, ``mean``, ``std`` (ddof=1), ``ci_low``,
-        ``ci_high`` (95% Student t, NaN for n < 2) and the boolean flags
+        ``ci_high`` (95% Student t, clipped to [0, 1], NaN for n < 2) and the boolean flags
         ``fewer_seeds`` (n below the expected seeds), ``failed`` (a run
         failed, was killed or has no test IoU) and ``stopped_early``.
     """
@@ -112,7 +112,9 @@ def summarize_cells(trials: pd.DataFrame, cell_axes: Sequence[str], expected_see
     cells = cells.join(values.rename(columns={"count": N, "mean": MEAN, "std": STD}), how="left")
     cells[N] = cells[N].fillna(0).astype(int)
     cells[EXPECTED] = expected_seeds
-    cells[CI_LOW], cells[CI_HIGH] = t_interval(cells[MEAN], cells[STD], cells[N])
+    low, high = t_interval(cells[MEAN], cells[STD], cells[N])
+    # IoU lies in [0, 1]; a t-interval of few seeds can reach past either end.
+    cells[CI_LOW], cells[CI_HIGH] = np.clip(low, 0.0, None), np.clip(high, None, 1.0)
     cells[FEWER_SEEDS] = cells[N] < expected_seeds
     columns = [RUNS, N, EXPECTED, MEAN, STD, CI_LOW, CI_HIGH, *FLAGS]
     return cells[columns].reset_index()
