@@ -23,9 +23,9 @@ DATA_ROOT_VARIABLE = "SEGSWEEP_DATA_ROOT"
 
 # Download sources of the study's datasets, shown when one is missing.
 STUDY_SOURCES = {
-    "isic2017": "https://challenge.isic-archive.com/data/#2017 (public, CC-0)",
-    "dermofit": "https://licensing.edinburgh-innovations.ed.ac.uk/product/dermofit-image-library (licensed)",
-    "dermatomyositis": "private to the study's authors (NYU); not distributed",
+    "isic2017": "Download it from https://challenge.isic-archive.com/data/#2017 (public, CC-0).",
+    "dermofit": "License it from https://licensing.edinburgh-innovations.ed.ac.uk/product/dermofit-image-library.",
+    "dermatomyositis": "It is private to the study's authors (NYU) and not distributed.",
 }
 STUDY_DATASETS = tuple(STUDY_SOURCES)
 SYNTHETIC_DATASETS = {"synthetic-nuclei": "nuclei", "synthetic-lesion": "lesion"}
@@ -87,7 +87,7 @@ def resolve_dataset(name: str, data_root: Path | None, overrides: dict[str, Path
     if folder is None or not Path(folder).is_dir():
         expected = LAYOUTS[name].expected if name in LAYOUTS else LAYOUTS["folder"].expected
         where = f"{folder}" if folder else f"(no data root: pass --data-root or set {DATA_ROOT_VARIABLE})"
-        source = f" Obtain it from {STUDY_SOURCES[name]}." if name in STUDY_SOURCES else ""
+        source = f" {STUDY_SOURCES[name]}" if name in STUDY_SOURCES else ""
         raise DataError(f"dataset {name!r} not found at {where}; its folder should hold {expected}.{source}")
     folder = Path(folder).resolve()
     layout, options = detect_layout(folder)

@@ -32,7 +32,7 @@ def test_nuclei_native_sizes(shared_data, tmp_path, capsys):
     assert split_row(report, "test")[:3] == ["test", "18", "-"]
     # The four source sizes make the images impossible to stack without a resize.
     assert "not prepared for training: images of dataset 'dsb2018_fluo_nuclei' have 4 different sizes" in report
-    assert "Set image_size to resize them, or tile_size to cut them into tiles." in report
+    assert "Set image_size to resize them, or tile_size to cut them into tiles" in report
     assert "520x696: 51" in report
     assert "class weights from the training split at native size" in report
     for scheme in SCHEMES:

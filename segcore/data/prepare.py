@@ -208,7 +208,8 @@ def _check_consistency(decoded: list[dict[str, Any]], config: DataConfig) -> Non
         listing = "; ".join(f"{h} x {w} (e.g. {examples[(h, w)]})" for h, w in list(shapes)[:5])
         raise DataError(
             f"images of dataset {config.dataset!r} have {len(shapes)} different sizes: {listing}. "
-            "Set image_size to resize them, or tile_size to cut them into tiles."
+            "Set image_size to resize them, or tile_size to cut them into tiles "
+            "(--image-size N or --tile-size N; in a sweep --set image_size=N)."
         )
 
 
