@@ -53,8 +53,8 @@ def format_report(
             f"{split:<6} {len(source['source_shapes']):>7} {samples:>8} {source['stats'].foreground_fraction:>10.4f} {fg_prepared:>12}  {_size_text(source['source_shapes'])}"
         )
     lines.append(
-        "fg native: foreground pixels over all pixels of the source images; fg prepared: the same after resizing "
-        "or tiling, where every image has the same size and so the same weight."
+        "fg native: foreground pixels over all pixels of the source images. fg prepared: the same after resizing "
+        "or tiling, where every resized image has the same weight and tile padding counts as background."
     )
     lines.append("")
     if prepared is not None:
