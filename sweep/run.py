@@ -351,7 +351,11 @@ def run(args: argparse.Namespace) -> int:
             _print_study(space, study.name, result)
             if result.count(tuning.UNFINISHED):
                 break
-        parent_status = "KILLED" if totals[tuning.UNFINISHED] else "FAILED" if totals[tuning.FAILED] else "FINISHED"
+        parent_status = "FINISHED"
+        if totals[tuning.FAILED]:
+            parent_status = "FAILED"
+        if totals[tuning.UNFINISHED]:
+            parent_status = "KILLED"
         tracking.end_run(client, parent_run_id, parent_status)
     finally:
         tuning.stop_ray()

@@ -160,7 +160,7 @@ def run_trial(config: dict[str, Any], context: SweepContext) -> None:
         log_outputs(context.tracking_uri, run_id, result)
     except SystemExit:
         # Tune stops a trial (early stopping, Ctrl-C) by exiting its thread while the worker shuts
-        # down; the driver closes the run (MlflowStatusCallback), because only it knows the reason.
+        # down; the driver closes the run (MlflowStatusCallback), because only the driver sees the reason.
         raise
     except torch.cuda.OutOfMemoryError as error:
         advice = (

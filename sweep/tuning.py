@@ -147,10 +147,10 @@ def check_storage(storage_path: str, node_count: int, shared: bool) -> None:
 def check_resources(cluster: Mapping[str, float], per_trial: Mapping[str, float]) -> None:
     """Raise when one trial requests more CPUs or GPUs than the whole cluster has."""
     for key, name in (("cpu", "CPU"), ("gpu", "GPU")):
-        wanted = float(per_trial.get(key, 0))
-        if wanted > cluster.get(name, 0):
+        requested = float(per_trial.get(key, 0))
+        if requested > cluster.get(name, 0):
             raise ClusterError(
-                f"each trial requests {wanted:g} {name}(s) but the cluster has {cluster.get(name, 0):g}; "
+                f"each trial requests {requested:g} {name}(s) but the cluster has {cluster.get(name, 0):g}; "
                 f"lower --{key}s-per-trial or add nodes"
             )
 
