@@ -139,3 +139,10 @@ def test_wrong_setting_type_reported(workdir, capsys):
     code, _, err = run_cli(capsys, "--space", "smoke", "--set", "epochs=abc", "--cache-dir", str(workdir / "cache"))
     assert code == 2
     assert "epochs must be an integer, got 'abc'" in err
+
+
+def test_trial_larger_than_cluster_rejected():
+    from sweep.tuning import ClusterError, check_resources
+
+    with pytest.raises(ClusterError, match="each trial requests 1 GPU"):
+        check_resources({"CPU": 2, "GPU": 0}, {"cpu": 1, "gpu": 1})
